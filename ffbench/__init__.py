@@ -1,0 +1,3 @@
+"""ffbench: reproduce and extend the MNIST table of the Notes on the Forward-Forward Algorithm."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from ffbench.cli import main
+
+main()

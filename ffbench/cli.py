@@ -1,0 +1,252 @@
+"""The `ffbench` command line: list, run, table, data."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+from rich.console import Console
+
+from ffbench import data as mnist
+from ffbench import table as results
+from ffbench.experiments import (
+    PAPER,
+    PAPER_ROWS,
+    REGISTRY,
+    Experiment,
+    LayerOrder,
+    Method,
+    UnknownExperiment,
+    get,
+)
+from ffbench.progress import EpochProgress
+from ffbench.runner import RunTaken, check_writable, execute
+from ffbench.schedules import BatchGrowth, LrScaling
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Reproduce and extend the MNIST table of the Notes on the Forward-Forward Algorithm.",
+)
+console = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+# Options shared by several commands, declared once.
+RunsDir = Annotated[
+    Path, typer.Option("--runs-dir", envvar="FFBENCH_RUNS_DIR", help="Where run directories live.")
+]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="MNIST folder (default: $FFBENCH_DATA_DIR, else ~/.cache/ffbench).",
+        show_default=False,
+    ),
+]
+Format = Annotated[results.TableFormat, typer.Option("--format", help="Output format.")]
+Names = Annotated[list[str] | None, typer.Argument(help="Experiments to run (see `ffbench list`).")]
+Paper = Annotated[bool, typer.Option("--paper", help="Run every row of the notes' table.")]
+Epochs = Annotated[int | None, typer.Option(min=1, help="Epochs (registry: 400).")]
+Seed = Annotated[int, typer.Option(min=0, help="Random seed.")]
+DeviceOpt = Annotated[Device, typer.Option(help="auto: cuda when available, else cpu.")]
+TrainSubset = Annotated[int | None, typer.Option(min=2, help="Train on the first N samples only.")]
+BatchStart = Annotated[int | None, typer.Option(min=1, help="Batch size of the first epoch.")]
+BatchFinal = Annotated[int | None, typer.Option(min=1, help="Batch size of the last epoch.")]
+Lr = Annotated[float | None, typer.Option(help="Rate at the start batch size (> 0).")]
+Growth = Annotated[BatchGrowth | None, typer.Option(help="How the batch grows.")]
+Scaling = Annotated[LrScaling | None, typer.Option(help="How the rate follows the batch.")]
+Theta = Annotated[float | None, typer.Option(help="FF goodness threshold (registry: 2.0).")]
+StableLoss = Annotated[
+    bool | None,
+    typer.Option(
+        "--stable-loss/--literal-loss", help="FF: log-sigmoid, or ln(sigmoid) as written."
+    ),
+]
+Order = Annotated[LayerOrder | None, typer.Option(help="FF: per-batch or greedy layers.")]
+EvalEvery = Annotated[
+    int, typer.Option(min=0, help="Test accuracy every K epochs (0: after the last only).")
+]
+Force = Annotated[bool, typer.Option("--force", help="Re-run even if a result exists.")]
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def resolve_device(device: Device) -> torch.device:
+    if device == Device.cuda and not torch.cuda.is_available():
+        raise typer.BadParameter(
+            "no CUDA GPU is available here; use --device cpu or auto", param_hint="--device"
+        )
+    if device == Device.auto:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device.value)
+
+
+def lookup(names: list[str]) -> list[Experiment]:
+    try:
+        return [get(n) for n in names]
+    except UnknownExperiment as e:
+        raise typer.BadParameter(str(e), param_hint="NAMES") from None
+
+
+def with_overrides(exp: Experiment, **overrides) -> Experiment:
+    """The experiment with every option the user gave (None = keep the registry's value)."""
+    exp = dataclasses.replace(exp, **{k: v for k, v in overrides.items() if v is not None})
+    if exp.lr <= 0:
+        raise typer.BadParameter(f"the rate must be > 0, not {exp.lr}", param_hint="--lr")
+    if exp.batch_final < exp.batch_start:
+        raise typer.BadParameter(
+            f"the final batch ({exp.batch_final}) is smaller than the start batch "
+            f"({exp.batch_start}); pass --batch-final >= --batch-start",
+            param_hint="--batch-final",
+        )
+    return exp
+
+
+@app.command("list")
+def list_experiments() -> None:
+    """The registered experiments with their settings and the paper's numbers."""
+    from rich.table import Table
+
+    out = Table(title="ffbench experiments")
+    for col in [
+        "Name",
+        "Method",
+        "Loss",
+        "Opt",
+        "Rate",
+        "Epochs",
+        "Batch",
+        "Paper %",
+        "Paper time",
+    ]:
+        out.add_column(col)
+    for exp in REGISTRY.values():
+        paper = PAPER.get(exp.name)
+        acc = "" if paper is None else "NAN" if math.isnan(paper.accuracy) else f"{paper.accuracy}"
+        out.add_row(
+            exp.name, exp.method.value, exp.loss.value, exp.optimizer.value, f"{exp.lr:g}",
+            str(exp.epochs), f"{exp.batch_start}→{exp.batch_final}", acc,
+            paper.time if paper else "",
+        )  # fmt: skip
+    console.print(out)
+
+
+@app.command()
+def run(
+    names: Names = None,
+    paper: Paper = False,
+    epochs: Epochs = None,
+    seed: Seed = 0,
+    device: DeviceOpt = Device.auto,
+    train_subset: TrainSubset = None,
+    batch_start: BatchStart = None,
+    batch_final: BatchFinal = None,
+    lr: Lr = None,
+    batch_growth: Growth = None,
+    lr_scaling: Scaling = None,
+    theta: Theta = None,
+    stable_loss: StableLoss = None,
+    layer_order: Order = None,
+    eval_every: EvalEvery = 0,
+    runs_dir: RunsDir = Path("runs"),
+    data_dir: DataDir = None,
+    force: Force = False,
+) -> None:
+    """Train experiments one after another, each into its own run directory."""
+    names = list(names or []) + (PAPER_ROWS if paper else [])
+    if not names:
+        raise typer.BadParameter(
+            "name at least one experiment, or pass --paper", param_hint="NAMES"
+        )
+    overrides = dict(
+        epochs=epochs, train_subset=train_subset, batch_start=batch_start, batch_final=batch_final,
+        lr=lr, batch_growth=batch_growth, lr_scaling=lr_scaling, theta=theta,
+        stable_loss=stable_loss, layer_order=layer_order,
+    )  # fmt: skip
+    exps = [with_overrides(e, **overrides) for e in lookup(names)]
+    dev = resolve_device(device)
+    try:
+        check_writable(runs_dir)
+    except OSError as e:
+        raise typer.BadParameter(str(e), param_hint="--runs-dir") from None
+    try:
+        data = mnist.load(data_dir or mnist.default_data_dir(), dev, train_subset, log=err.print)
+    except mnist.DataError as e:
+        fail(str(e))
+    failed = 0
+    for exp in exps:
+        label = f"{exp.name} seed {seed}"
+        phases = len(exp.sizes) - 1 if exp.layer_order == LayerOrder.greedy else 1
+        total = exp.epochs * (phases if exp.method == Method.ff else 1)
+        try:
+            with EpochProgress(console, label, total) as progress:
+                out = execute(exp, seed, data, dev, runs_dir, eval_every, force, progress)
+        except RunTaken as e:
+            fail(str(e))
+        r = out.result
+        failed += r["status"] == "failed"
+        what = "already done (use --force to re-run)" if out.skipped else r["status"]
+        acc = r["test_accuracy"]
+        acc_text = "NAN" if math.isnan(acc) else f"{acc:.4f}"
+        console.print(
+            f"{label}: {what}, test accuracy {acc_text}, "
+            f"train {r.get('train_seconds', math.nan):.1f} s -> {out.path}",
+            highlight=False,
+        )
+        if r["status"] == "failed":
+            err.print(f"[red]{label} failed:[/] {r.get('error')}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("table")
+def show_table(runs_dir: RunsDir = Path("runs"), fmt: Format = results.TableFormat.rich) -> None:
+    """Aggregate every finished run under the runs dir, beside the paper's numbers."""
+    if not runs_dir.is_dir():
+        fail(f"runs dir {runs_dir} does not exist; run `ffbench run NAME` or pass --runs-dir")
+    runs = results.load_runs(runs_dir, warn=lambda m: err.print(f"warning: {m}", highlight=False))
+    if runs.empty:
+        err.print(f"no finished runs under {runs_dir}; run `ffbench run NAME` first")
+        return
+    agg = results.aggregate(runs)
+    if fmt == results.TableFormat.csv:
+        sys.stdout.write(results.to_csv(agg))
+    elif fmt == results.TableFormat.markdown:
+        sys.stdout.write(results.to_markdown(agg))
+    else:
+        console.print(results.to_rich(agg, title=f"ffbench results ({runs_dir})"))
+
+
+@app.command("data")
+def fetch_data(
+    data_dir: DataDir = None,
+    refetch: Annotated[bool, typer.Option(help="Delete and fetch the raw files again.")] = False,
+) -> None:
+    """Fetch MNIST and verify the md5 of its four raw files."""
+    root = data_dir or mnist.default_data_dir()
+    try:
+        path = mnist.fetch(root, refetch=refetch, log=err.print)
+    except mnist.DataError as e:
+        fail(str(e))
+    console.print(f"MNIST ok: {path}", highlight=False)
+
+
+def main() -> None:
+    app()

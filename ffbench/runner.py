@@ -1,0 +1,247 @@
+"""Run directories: `RUNS/<experiment>/seed-<S>[-<hash of overrides>]/`, one per run.
+
+`os.mkdir` is the lock (as sacred does): whoever creates the directory owns the run. Every file is
+written to a temporary name and moved into place with `os.replace` (as timm does); `result.json`
+comes last, so a run directory without one is still running or was interrupted.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import ffbench
+from ffbench.data import MNIST
+from ffbench.experiments import Experiment
+from ffbench.training import train
+
+RESULT = "result.json"
+LOCK = "lock"
+FRESH_DIR_S = 60  # a lock-less directory younger than this is still being set up by its owner
+
+
+class RunTaken(Exception):
+    """Another live process owns this run directory."""
+
+
+def short_hash(overrides: dict) -> str:
+    return hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def run_dir(runs_dir: Path, exp: Experiment, seed: int) -> Path:
+    """Where a run lives; settings that differ from the registry's add a short hash to the name."""
+    overrides = exp.overrides()
+    suffix = f"-{short_hash(overrides)}" if overrides else ""
+    return Path(runs_dir) / exp.name / f"seed-{seed}{suffix}"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_metrics(path: Path, records: list[dict]) -> None:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(records[0]), lineterminator="\n")
+    writer.writeheader()
+    for r in records:
+        writer.writerow(
+            {k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+        )
+    write_atomic(path, out.getvalue())
+
+
+def check_writable(runs_dir: Path) -> None:
+    """Fail before any training if `runs_dir` cannot hold run directories."""
+    runs_dir = Path(runs_dir)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        probe = runs_dir / f".probe-{os.getpid()}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as e:
+        raise OSError(
+            f"runs dir {runs_dir} is not writable ({e.strerror}); fix: pass --runs-dir"
+        ) from e
+
+
+def _holder(path: Path) -> dict | None:
+    """The lock of a run directory if its owner is a live process on this host, else None."""
+    try:
+        lock = read_json(path / LOCK)
+    except (OSError, ValueError):
+        young = time.time() - path.stat().st_mtime < FRESH_DIR_S
+        return {"pid": "?", "host": "?"} if young else None
+    if lock.get("host") != socket.gethostname():
+        return lock  # cannot tell whether a process on another host is alive: assume it is
+    try:
+        os.kill(int(lock["pid"]), 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return lock
+
+
+def claim(path: Path, force: bool) -> tuple[bool, Path | None]:
+    """Own `path` by creating it. Returns (claimed, aside): claimed is False when a finished run
+    is there and not `force`; aside is where a replaced (finished or interrupted) run was moved."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    aside = None
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if (path / RESULT).exists() and not force:
+            return False, None
+        if (holder := _holder(path)) is not None:
+            raise RunTaken(
+                f"run {path} is taken by pid {holder['pid']} on {holder['host']}; "
+                "wait for it, or pick another --seed"
+            ) from None
+        aside = path.with_name(f".{path.name}.replaced-{time.time_ns()}")
+        os.rename(path, aside)
+        try:
+            os.mkdir(path)
+        except FileExistsError:  # another process took it in between; the old run stays aside
+            raise RunTaken(
+                f"run {path} was taken by another process; pick another --seed"
+            ) from None
+    write_json(path / LOCK, {"pid": os.getpid(), "host": socket.gethostname()})
+    return True, aside
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args],
+            cwd=Path(ffbench.__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def environment(device: torch.device) -> dict:
+    sha = _git("rev-parse", "HEAD")
+    return {
+        "ffbench": ffbench.__version__,
+        "git_sha": sha,
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")) if sha else None,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "python": platform.python_version(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+    }
+
+
+@dataclass
+class Outcome:
+    path: Path
+    result: dict
+    skipped: bool = False
+
+
+def execute(
+    exp: Experiment,
+    seed: int,
+    data: MNIST,
+    device: torch.device,
+    runs_dir: Path,
+    eval_every: int = 0,
+    force: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> Outcome:
+    """Run `exp` with `seed` into its run directory, or return the finished result already there."""
+    path = run_dir(runs_dir, exp, seed)
+    claimed, aside = claim(path, force)
+    if not claimed:
+        return Outcome(path, read_json(path / RESULT), skipped=True)
+    base = {"experiment": exp.name, "seed": seed, "device": str(device)}
+    records: list[dict] = []
+
+    def record_epoch(record: dict) -> None:
+        records.append(record)
+        write_metrics(path / "metrics.csv", records)
+        if on_epoch:
+            on_epoch(record)
+
+    try:
+        write_json(
+            path / "config.json",
+            {**exp.settings(), "seed": seed, "device": str(device), "eval_every": eval_every,
+             "overrides": exp.overrides()},
+        )  # fmt: skip
+        write_json(path / "env.json", environment(device))
+        trained = train(exp, data, device, seed, eval_every, on_epoch=record_epoch)
+        result = {
+            **base,
+            "status": trained.status,
+            "test_accuracy": trained.test_accuracy,
+            "train_seconds": trained.train_seconds,
+            "epochs": exp.epochs,
+            "epochs_run": trained.epochs_run,
+            "diverged_epoch": trained.diverged_epoch,
+        }
+    except KeyboardInterrupt:
+        (path / LOCK).unlink(missing_ok=True)  # no result.json: the run shows as interrupted
+        if aside is not None:  # give back the run this one was replacing
+            shutil.rmtree(path)
+            os.rename(aside, path)
+        raise
+    except Exception as e:
+        result = {**base, "status": "failed", "test_accuracy": math.nan, "error": repr(e)}
+        result["traceback"] = traceback.format_exc()
+    result["overrides"] = exp.overrides()
+    write_json(path / RESULT, result)
+    (path / LOCK).unlink(missing_ok=True)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    return Outcome(path, result)

@@ -1,0 +1,150 @@
+"""The results table: every finished run under a runs dir, aggregated with pandas, beside the
+paper's own numbers (section 4 of the notes)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+
+import pandas as pd
+from rich.table import Table
+
+from ffbench.experiments import PAPER, PAPER_ROWS
+from ffbench.runner import RESULT, read_json
+
+
+class TableFormat(str, Enum):
+    rich = "rich"
+    markdown = "markdown"
+    csv = "csv"
+
+
+RUN_COLUMNS = [
+    "experiment", "overrides", "seed", "status", "test_accuracy", "train_seconds", "device",
+    "optimizer", "lr", "epochs", "batch_start", "batch_final", "path",
+]  # fmt: skip
+
+
+def load_runs(runs_dir: Path, warn: Callable[[str], None] = print) -> pd.DataFrame:
+    """One row per run directory that holds a readable result.json (others are warned about)."""
+    rows = []
+    for path in sorted(Path(runs_dir).glob(f"*/*/{RESULT}")):
+        if path.parent.name.startswith("."):
+            continue  # a run moved aside while being replaced
+        try:
+            result = read_json(path)
+            config = read_json(path.parent / "config.json")
+            row = {k: result[k] for k in ("experiment", "seed", "status")}
+            row |= {
+                k: config[k] for k in ("optimizer", "lr", "epochs", "batch_start", "batch_final")
+            }
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            warn(f"skipping {path}: unreadable or incomplete ({type(e).__name__}: {e})")
+            continue
+        overrides = result.get("overrides") or {}
+        row |= {
+            "overrides": " ".join(f"{k}={v}" for k, v in sorted(overrides.items())),
+            "test_accuracy": float(result.get("test_accuracy", math.nan)),
+            "train_seconds": float(result.get("train_seconds", math.nan)),
+            "device": result.get("device", ""),
+            "path": str(path.parent),
+        }
+        rows.append(row)
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def _status(statuses: pd.Series) -> str:
+    counts = statuses.value_counts()
+    if len(counts) == 1:
+        return str(counts.index[0])
+    return ", ".join(f"{c}/{len(statuses)} {s}" for s, c in counts.items())
+
+
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (experiment, overrides): n runs, accuracy mean and std over the finished ones
+    (percent; NaN when none finished, as the paper prints NAN), mean training time."""
+    rows = []
+    for (name, overrides), g in runs.groupby(["experiment", "overrides"], sort=False):
+        finished = g[g.status == "finished"]
+        acc = finished.test_accuracy * 100
+        timed = g[g.status.isin(["finished", "diverged"])]
+        paper = PAPER.get(name)
+        first = g.iloc[0]
+        rows.append({
+            "experiment": name,
+            "overrides": overrides,
+            "optimizer": first.optimizer,
+            "epochs": first.epochs,
+            "rate": first.lr,
+            "batch_start": first.batch_start,
+            "batch_final": first.batch_final,
+            "n": len(g),
+            "diverged": int((g.status == "diverged").sum()),
+            "accuracy": acc.mean() if len(acc) else math.nan,
+            "accuracy_std": acc.std(ddof=1) if len(acc) > 1 else math.nan,
+            "time_s": timed.train_seconds.mean() if len(timed) else math.nan,
+            "device": ",".join(sorted(set(g.device))),
+            "paper_accuracy": paper.accuracy if paper else math.nan,
+            "paper_time_s": paper.time_s if paper else math.nan,
+            "status": _status(g.status),
+        })  # fmt: skip
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    order = {name: i for i, name in enumerate(PAPER_ROWS)}
+    table["_order"] = table.experiment.map(lambda n: order.get(n, len(order)))
+    return table.sort_values(["_order", "experiment", "overrides"]).drop(columns="_order")
+
+
+def _pct(x: float) -> str:
+    return "NAN" if math.isnan(x) else f"{x:.2f}"
+
+
+def _mmss(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "-"
+    m, s = divmod(round(seconds), 60)
+    return f"{m}:{s:02d}"
+
+
+def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Header and rows as people read them: accuracy as mean ± std, times as m:s."""
+    show_overrides = bool(table.overrides.astype(bool).any())
+    header = ["Experiment"] + (["Overrides"] if show_overrides else [])
+    header += ["Opt", "Epochs", "Rate", "Start", "Final", "n", "Accuracy %", "Paper %",
+               "Time", "Paper time", "Device", "Status"]  # fmt: skip
+    rows = []
+    for r in table.itertuples():
+        acc = _pct(r.accuracy)
+        if not math.isnan(r.accuracy_std):
+            acc += f" ± {r.accuracy_std:.2f}"
+        row = [r.experiment] + ([r.overrides] if show_overrides else [])
+        row += [r.optimizer, str(r.epochs), f"{r.rate:g}", str(r.batch_start), str(r.batch_final),
+                str(r.n), acc, _pct(r.paper_accuracy), _mmss(r.time_s), _mmss(r.paper_time_s),
+                r.device, r.status]  # fmt: skip
+        rows.append(row)
+    return header, rows
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    header, rows = display_rows(table)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_rich(table: pd.DataFrame, title: str) -> Table:
+    header, rows = display_rows(table)
+    out = Table(title=title)
+    for h in header:
+        numeric = h in {"Epochs", "Rate", "Start", "Final", "n", "Accuracy %", "Paper %"}
+        out.add_column(h, justify="right" if numeric else "left")
+    for row in rows:
+        out.add_row(*row)
+    return out
+
+
+def to_csv(table: pd.DataFrame) -> str:
+    return table.to_csv(index=False)

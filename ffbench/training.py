@@ -1,0 +1,223 @@
+"""Training loops: backprop for DNN_base, Forward-Forward for the FFA rows (sections 2-4).
+
+Both share one epoch loop: the batch and rate come from the schedule, batches are slices of
+tensors already on the device, and the host waits for the device once per epoch, to check that
+the loss and the weights are still finite (a NaN/inf stops the run as `diverged`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ffbench.data import MNIST
+from ffbench.experiments import Experiment, LayerOrder, Method, Optimizer
+from ffbench.losses import ff_loss_terms, goodness
+from ffbench.models import MLP, N_CLASSES, FFNet
+from ffbench.schedules import schedule
+
+EVAL_CHUNK = 10000
+
+
+def make_optimizer(kind: Optimizer, params, lr: float) -> torch.optim.Optimizer:
+    if kind == Optimizer.asgd:
+        return torch.optim.ASGD(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr)
+
+
+class BackpropTask:
+    """DNN_base: cross-entropy on the logits of a ReLU MLP, every layer from one backward pass."""
+
+    def __init__(self, exp: Experiment, data: MNIST, device: torch.device):
+        self.data = data
+        self.model = MLP(exp.sizes).to(device)
+        self.optimizers = [make_optimizer(exp.optimizer, self.model.parameters(), exp.lr)]
+        self.phases: list[int | None] = [None]
+
+    def train_epoch(self, phase, batch: int, gen: torch.Generator) -> torch.Tensor:
+        d = self.data
+        n = len(d.x_train)
+        perm = torch.randperm(n, device=d.x_train.device, generator=gen)
+        x, y = d.x_train[perm], d.y_train[perm]
+        (opt,) = self.optimizers
+        total = torch.zeros((), device=x.device)
+        for s in range(0, n, batch):
+            loss = F.cross_entropy(self.model(x[s : s + batch]), y[s : s + batch])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(x[s : s + batch])
+        return total / n
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.predict(x)
+
+
+class FFTask:
+    """Forward-Forward: every layer minimises its own loss on positive and negative data.
+
+    Positive: an image with its own label in the first 10 pixels. Negative (eq 3.3): another
+    sample's image x_j, j != i, with label y_i, one per sample, drawn afresh every epoch.
+    Each layer has its own optimizer and a detached input, so the sum of the layer losses
+    gives every layer exactly the gradient of its own loss.
+    """
+
+    def __init__(
+        self,
+        exp: Experiment,
+        data: MNIST,
+        device: torch.device,
+        fused: bool = True,
+        chunk: int = 2048,
+    ):
+        self.exp = exp
+        self.fused = fused
+        self.chunk = chunk
+        self.data = data
+        self.model = FFNet(exp.sizes).to(device)
+        self.optimizers = [
+            make_optimizer(exp.optimizer, m.parameters(), exp.lr) for m in self.model.layers
+        ]
+        n_layers = len(self.model.layers)
+        self.phases = list(range(n_layers)) if exp.layer_order == LayerOrder.greedy else [None]
+        self.onehot = F.one_hot(data.y_train, N_CLASSES).to(data.x_train.dtype)
+        self.x_pos = data.x_train.clone()
+        self.x_pos[:, :N_CLASSES] = self.onehot
+
+    def epoch_indices(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A shuffle of the samples, and for each the image of its negative (eq 3.3): another
+        sample j = i + shift != i (mod n), drawn afresh every epoch."""
+        n = len(self.data.x_train)
+        device = self.data.x_train.device
+        perm = torch.randperm(n, device=device, generator=gen)
+        shift = torch.randint(1, n, (n,), device=device, generator=gen)
+        return perm, (perm + shift) % n
+
+    def layer_losses(self, phase: int | None, x: torch.Tensor, b: int) -> torch.Tensor:
+        """Sum over the layers trained in `phase` of their FF-loss terms, for x holding b
+        positives, then their b negatives."""
+        exp, model = self.exp, self.model
+        if phase is None:
+            gs = model.goodnesses(x, fused=self.fused)
+        else:
+            with torch.no_grad():
+                for i in range(phase):
+                    x = model.layer_forward(i, x)
+            gs = [goodness(model.layer_forward(phase, x))]
+        terms = (ff_loss_terms(exp.loss, g[:b], g[b:], exp.theta, exp.stable_loss) for g in gs)
+        return sum(t.sum() for t in terms)
+
+    def train_epoch(self, phase, batch: int, gen: torch.Generator) -> torch.Tensor:
+        """One epoch of FF steps. The loss is a mean of per-sample terms, so a batch is taken in
+        chunks of at most `chunk` pairs whose gradients add up before the single optimizer step:
+        the same update as one pass over the whole batch, with activations that fit in cache."""
+        perm, neg = self.epoch_indices(gen)
+        x_img = self.data.x_train
+        n = len(x_img)
+        opts = self.optimizers if phase is None else [self.optimizers[phase]]
+        chunk = min(batch, n, self.chunk)
+        buf = x_img.new_empty(2 * chunk, x_img.shape[1])
+        total = torch.zeros((), device=x_img.device)
+        for s in range(0, n, batch):
+            b = min(batch, n - s)
+            for opt in opts:
+                opt.zero_grad(set_to_none=True)
+            for c in range(s, s + b, chunk):
+                k = min(chunk, s + b - c)
+                idx = perm[c : c + k]
+                x = buf[: 2 * k]  # k positives, then their k negatives
+                torch.index_select(self.x_pos, 0, idx, out=x[:k])
+                torch.index_select(x_img, 0, neg[c : c + k], out=x[k:])
+                x[k:, :N_CLASSES] = self.onehot[idx]  # another sample's image with this label
+                loss = self.layer_losses(phase, x, k) / (2 * b)
+                loss.backward()
+                total += loss.detach() * b
+            for opt in opts:
+                opt.step()
+        return total / n
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.predict(x)
+
+
+@dataclass
+class TrainResult:
+    status: str  # finished | diverged
+    test_accuracy: float  # fraction of the 10k test set; NaN when diverged
+    train_seconds: float  # wall time of the training loop only (device synchronised)
+    epochs_run: int
+    diverged_epoch: int | None = None
+    records: list[dict] = field(default_factory=list)
+
+
+def make_task(exp: Experiment, data: MNIST, device: torch.device):
+    return (BackpropTask if exp.method == Method.backprop else FFTask)(exp, data, device)
+
+
+@torch.no_grad()
+def accuracy(task, x: torch.Tensor, y: torch.Tensor) -> float:
+    correct = sum(
+        (task.predict(x[s : s + EVAL_CHUNK]) == y[s : s + EVAL_CHUNK]).sum().item()
+        for s in range(0, len(x), EVAL_CHUNK)
+    )
+    return correct / len(x)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train(
+    exp: Experiment,
+    data: MNIST,
+    device: torch.device,
+    seed: int,
+    eval_every: int = 0,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train `exp` on `data`; test accuracy every `eval_every` epochs (0: only after the last)."""
+    torch.manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    task = make_task(exp, data, device)
+    plan = schedule(
+        exp.batch_start, exp.batch_final, exp.epochs, exp.lr,
+        exp.batch_growth, exp.lr_scaling, n_train=len(data.x_train),
+    )  # fmt: skip
+    records: list[dict] = []
+    seconds = 0.0
+    epoch = 0
+    for phase in task.phases:
+        opts = task.optimizers if phase is None else [task.optimizers[phase]]
+        params = [p for opt in opts for g in opt.param_groups for p in g["params"]]
+        for e, (batch, lr) in enumerate(plan, start=1):
+            epoch += 1
+            for opt in opts:
+                for group in opt.param_groups:
+                    group["lr"] = lr
+            _sync(device)
+            start = time.perf_counter()
+            loss = task.train_epoch(phase, batch, gen)
+            finite = torch.stack([loss.isfinite()] + [p.isfinite().all() for p in params]).all()
+            ok = bool(finite.item())
+            seconds += time.perf_counter() - start
+            record = {"epoch": epoch, "batch": batch, "rate": lr, "loss": loss.item()}
+            if phase is not None:
+                record["layer"] = phase + 1
+            record["seconds"] = seconds
+            last = e == len(plan) and phase == task.phases[-1]
+            evaluate = ok and (last or (eval_every > 0 and e % eval_every == 0))
+            record["test_accuracy"] = (
+                accuracy(task, data.x_test, data.y_test) if evaluate else math.nan
+            )
+            records.append(record)
+            if on_epoch:
+                on_epoch(record)
+            if not ok:
+                return TrainResult("diverged", math.nan, seconds, epoch, epoch, records)
+    return TrainResult("finished", records[-1]["test_accuracy"], seconds, epoch, None, records)
