@@ -33,6 +33,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click errors: one line naming the problem and the fix
     help="Reproduce and extend the MNIST table of the Notes on the Forward-Forward Algorithm.",
 )
 console = Console(width=None if sys.stdout.isatty() else 200)

@@ -98,8 +98,12 @@ def _holder(path: Path) -> dict | None:
     try:
         lock = read_json(path / LOCK)
     except (OSError, ValueError):
+        if (path / RESULT).exists():
+            return None  # finished
         young = time.time() - path.stat().st_mtime < FRESH_DIR_S
         return {"pid": "?", "host": "?"} if young else None
+    if lock.get("interrupted"):
+        return None
     if lock.get("host") != socket.gethostname():
         return lock  # cannot tell whether a process on another host is alive: assume it is
     try:
@@ -231,10 +235,12 @@ def execute(
             "diverged_epoch": trained.diverged_epoch,
         }
     except KeyboardInterrupt:
-        (path / LOCK).unlink(missing_ok=True)  # no result.json: the run shows as interrupted
         if aside is not None:  # give back the run this one was replacing
             shutil.rmtree(path)
             os.rename(aside, path)
+        else:  # no result.json: the run shows as interrupted, free to be run again
+            write_json(path / LOCK, {"pid": os.getpid(), "host": socket.gethostname(),
+                                     "interrupted": True})  # fmt: skip
         raise
     except Exception as e:
         result = {**base, "status": "failed", "test_accuracy": math.nan, "error": repr(e)}

@@ -1,0 +1,38 @@
+# Every target that runs ffbench depends on the venv, so each one does its own set-up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUNS ?= runs
+EPOCHS ?=
+EPOCHS_FLAG := $(if $(EPOCHS),--epochs $(EPOCHS))
+
+.PHONY: setup data test reproduce table clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+data: setup
+	$(BIN)/ffbench data
+
+test: data
+	$(BIN)/ruff check ffbench tests
+	$(BIN)/ruff format --check ffbench tests
+	$(BIN)/pytest -q
+
+# All ten rows of the notes' table at full length (make reproduce EPOCHS=20 for a short look).
+reproduce: data
+	$(BIN)/ffbench run --paper $(EPOCHS_FLAG) --runs-dir $(RUNS)
+	$(BIN)/ffbench table --runs-dir $(RUNS)
+
+table: setup
+	$(BIN)/ffbench table --runs-dir $(RUNS)
+
+# Removes the venv and caches; run directories are results and are kept.
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

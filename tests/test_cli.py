@@ -1,0 +1,84 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ffbench.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args))
+
+
+def test_list_shows_every_paper_row():
+    out = invoke("list")
+    assert out.exit_code == 0
+    for name in ("DNN_base", "FFA0", "FFA1", "adj_FFA0_2", "adj_FFA1_3"):
+        assert name in out.output
+    assert "97.73" in out.output and "NAN" in out.output
+
+
+def test_module_entry_point_works():
+    out = subprocess.run(
+        [sys.executable, "-m", "ffbench", "--help"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "table" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "DNN_bse"], "did you mean DNN_base"),
+        (["run", "DNN_base", "--epochs", "0"], "--epochs"),
+        (["run", "DNN_base", "--batch-start", "0"], "--batch-start"),
+        (["run", "DNN_base", "--batch-start", "100", "--batch-final", "50"], "final batch"),
+        (["run", "DNN_base", "--lr", "-1"], "rate must be > 0"),
+        (["run"], "--paper"),
+    ],
+)
+def test_bad_input_is_a_usage_error_and_writes_nothing(tmp_path, args, message):
+    runs = tmp_path / "runs"
+    out = invoke(*args, "--runs-dir", str(runs))
+    assert out.exit_code == 2
+    assert message in out.output
+    assert not runs.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_refused(tmp_path):
+    out = invoke("run", "DNN_base", "--device", "cuda", "--runs-dir", str(tmp_path / "r"))
+    assert out.exit_code == 2 and "no CUDA GPU" in out.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_unwritable_runs_dir_fails_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    out = invoke("run", "DNN_base", "--runs-dir", str(blocker / "runs"))
+    assert out.exit_code == 2 and "not writable" in out.output
+
+
+def test_run_then_table(tmp_path, mnist_root):
+    runs = str(tmp_path / "runs")
+    args = ["--epochs", "1", "--train-subset", "500", "--batch-final", "50", "--lr", "0.1"]
+    out = invoke("run", "DNN_base", "adj_FFA0_1", *args, "--runs-dir", runs)
+    assert out.exit_code == 0, out.output
+    assert "DNN_base seed 0 epoch 1/1" in out.output  # plain progress lines off a terminal
+    again = invoke("run", "DNN_base", *args, "--runs-dir", runs)
+    assert "already done" in again.output
+    csv = invoke("table", "--runs-dir", runs, "--format", "csv")
+    assert csv.exit_code == 0
+    lines = csv.output.splitlines()
+    assert lines[0].startswith("experiment,") and len(lines) == 3
+    assert lines[1].startswith("DNN_base,") and ",97.73," in lines[1]
+    md = invoke("table", "--runs-dir", runs, "--format", "markdown")
+    assert md.output.startswith("| Experiment |") and "adj_FFA0_1" in md.output
+
+
+def test_table_of_a_missing_runs_dir_is_an_error(tmp_path):
+    out = invoke("table", "--runs-dir", str(tmp_path / "nope"))
+    assert out.exit_code == 1 and "does not exist" in out.output

@@ -1,0 +1,101 @@
+import dataclasses
+import json
+import os
+import socket
+
+import pytest
+import torch
+
+from ffbench.experiments import get
+from ffbench.runner import LOCK, RESULT, RunTaken, claim, execute, run_dir, write_json
+
+CPU = torch.device("cpu")
+
+
+def small(name="DNN_base", **kw):
+    return dataclasses.replace(get(name), epochs=2, batch_final=16, **kw)
+
+
+def test_run_directory_holds_config_metrics_env_and_result(synthetic, tmp_path):
+    out = execute(small(), 3, synthetic, CPU, tmp_path)
+    assert out.path.parent == tmp_path / "DNN_base" and out.path.name.startswith("seed-3-")
+    assert sorted(p.name for p in out.path.iterdir()) == [
+        "config.json", "env.json", "metrics.csv", "result.json",
+    ]  # fmt: skip
+    config = json.loads((out.path / "config.json").read_text())
+    assert config["epochs"] == 2 and config["seed"] == 3 and config["optimizer"] == "asgd"
+    assert config["overrides"] == {"epochs": 2, "batch_final": 16}
+    env = json.loads((out.path / "env.json").read_text())
+    assert env["torch"] == torch.__version__ and env["threads"] >= 1 and env["host"]
+    lines = (out.path / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "epoch,batch,rate,loss,seconds,test_accuracy" and len(lines) == 3
+    result = json.loads((out.path / RESULT).read_text())
+    for key in (
+        "experiment",
+        "seed",
+        "status",
+        "test_accuracy",
+        "train_seconds",
+        "epochs",
+        "device",
+    ):
+        assert key in result
+    assert result["status"] == "finished" and 0 <= result["test_accuracy"] <= 1
+    assert not list(out.path.parent.glob(".*")), "no temporary files left behind"
+
+
+def test_registry_settings_use_the_plain_seed_directory(tmp_path):
+    assert run_dir(tmp_path, get("FFA1"), 0) == tmp_path / "FFA1" / "seed-0"
+
+
+def test_different_overrides_do_not_overwrite_each_other(synthetic, tmp_path):
+    a = execute(small(), 0, synthetic, CPU, tmp_path)
+    b = execute(small(lr=0.05), 0, synthetic, CPU, tmp_path)
+    assert a.path != b.path and (a.path / RESULT).exists() and (b.path / RESULT).exists()
+
+
+def test_finished_run_is_skipped_unless_forced(synthetic, tmp_path):
+    first = execute(small(), 0, synthetic, CPU, tmp_path)
+    stamp = (first.path / RESULT).stat().st_mtime_ns
+    again = execute(small(), 0, synthetic, CPU, tmp_path)
+    assert again.skipped and (first.path / RESULT).stat().st_mtime_ns == stamp
+    forced = execute(small(), 0, synthetic, CPU, tmp_path, force=True)
+    assert not forced.skipped and (forced.path / RESULT).stat().st_mtime_ns != stamp
+    assert [p.name for p in forced.path.parent.iterdir()] == [forced.path.name]
+
+
+def test_a_run_held_by_a_live_process_is_not_taken(tmp_path):
+    path = tmp_path / "FFA0" / "seed-0"
+    path.mkdir(parents=True)
+    write_json(path / LOCK, {"pid": os.getpid(), "host": socket.gethostname()})
+    with pytest.raises(RunTaken, match="taken"):
+        claim(path, force=False)
+    assert (path / LOCK).exists()
+
+
+def test_an_interrupted_run_is_started_again(synthetic, tmp_path):
+    path = run_dir(tmp_path, small(), 0)
+    path.mkdir(parents=True)
+    write_json(path / LOCK, {"pid": 2**22 + 12345, "host": socket.gethostname()})  # no such pid
+    (path / "metrics.csv").write_text("epoch\n1\n")
+    out = execute(small(), 0, synthetic, CPU, tmp_path)
+    assert out.result["status"] == "finished" and not out.skipped
+    assert not (path / LOCK).exists()
+
+
+def test_a_diverged_run_records_its_epoch(synthetic, tmp_path):
+    exp = small("FFA0", lr=1e4)
+    out = execute(exp, 0, synthetic, CPU, tmp_path)
+    assert out.result["status"] == "diverged" and out.result["diverged_epoch"] == 1
+
+
+def test_an_interrupt_leaves_no_result(synthetic, tmp_path):
+    def interrupt(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(small(), 0, synthetic, CPU, tmp_path, on_epoch=interrupt)
+    path = run_dir(tmp_path, small(), 0)
+    assert path.is_dir() and not (path / RESULT).exists()
+    assert json.loads((path / LOCK).read_text())["interrupted"]
+    assert execute(small(), 0, synthetic, CPU, tmp_path).result["status"] == "finished"

@@ -1,0 +1,70 @@
+import math
+
+import pytest
+
+from ffbench import table
+from ffbench.runner import write_json
+
+
+def fake_run(root, name, seed, status, acc, seconds, overrides=None, suffix="", **config):
+    """A run directory as `ffbench run` leaves it (only the files the table reads)."""
+    path = root / name / f"seed-{seed}{suffix}"
+    path.mkdir(parents=True)
+    settings = {"optimizer": "asgd", "lr": 1e-3, "epochs": 400, "batch_start": 50,
+                "batch_final": 60000} | config  # fmt: skip
+    write_json(path / "config.json", settings)
+    write_json(path / "result.json", {
+        "experiment": name, "seed": seed, "status": status, "test_accuracy": acc,
+        "train_seconds": seconds, "device": "cpu", "overrides": overrides or {},
+    })  # fmt: skip
+    return path
+
+
+def test_two_seeds_aggregate_to_mean_and_std(tmp_path):
+    fake_run(tmp_path, "DNN_base", 0, "finished", 0.9770, 300.0)
+    fake_run(tmp_path, "DNN_base", 1, "finished", 0.9790, 320.0)
+    agg = table.aggregate(table.load_runs(tmp_path))
+    (row,) = agg.to_dict("records")
+    assert row["n"] == 2 and row["status"] == "finished"
+    assert row["accuracy"] == pytest.approx(97.80)
+    assert row["accuracy_std"] == pytest.approx(math.sqrt(2 * 0.1**2))  # sample std of 97.7, 97.9
+    assert row["time_s"] == pytest.approx(310.0)
+    assert row["paper_accuracy"] == 97.73 and row["paper_time_s"] == 24
+
+
+def test_diverged_runs_print_nan_and_are_counted(tmp_path):
+    fake_run(tmp_path, "FFA0", 0, "diverged", math.nan, 50.0)
+    fake_run(tmp_path, "adj_FFA0_1", 0, "finished", 0.5, 80.0)
+    fake_run(tmp_path, "adj_FFA0_1", 1, "diverged", math.nan, 90.0)
+    agg = table.aggregate(table.load_runs(tmp_path)).set_index("experiment")
+    assert math.isnan(agg.loc["FFA0", "accuracy"]) and agg.loc["FFA0", "status"] == "diverged"
+    assert agg.loc["adj_FFA0_1", "accuracy"] == pytest.approx(50.0)
+    assert agg.loc["adj_FFA0_1", "diverged"] == 1 and agg.loc["adj_FFA0_1", "n"] == 2
+    assert "NAN" in table.to_markdown(agg.reset_index())
+
+
+def test_rows_follow_the_paper_order_and_variants_stay_apart(tmp_path):
+    fake_run(tmp_path, "adj_FFA1_3", 0, "finished", 0.2, 1.0)
+    fake_run(tmp_path, "DNN_base", 0, "finished", 0.97, 1.0)
+    fake_run(tmp_path, "DNN_base", 0, "finished", 0.9, 1.0, {"epochs": 2}, "-abc", epochs=2)
+    agg = table.aggregate(table.load_runs(tmp_path))
+    assert list(agg.experiment) == ["DNN_base", "DNN_base", "adj_FFA1_3"]
+    assert list(agg.overrides) == ["", "epochs=2", ""]
+
+
+def test_a_malformed_result_is_skipped_with_a_warning(tmp_path):
+    fake_run(tmp_path, "DNN_base", 0, "finished", 0.97, 1.0)
+    bad = fake_run(tmp_path, "FFA1", 0, "finished", 0.1, 1.0)
+    (bad / "result.json").write_text('{"experiment": "FFA1", "seed"')
+    warnings = []
+    runs = table.load_runs(tmp_path, warn=warnings.append)
+    assert list(runs.experiment) == ["DNN_base"]
+    assert len(warnings) == 1 and "FFA1/seed-0/result.json" in warnings[0]
+
+
+def test_csv_has_the_documented_columns(tmp_path):
+    fake_run(tmp_path, "DNN_base", 0, "finished", 0.97, 1.0)
+    header = table.to_csv(table.aggregate(table.load_runs(tmp_path))).splitlines()[0].split(",")
+    for col in ("experiment", "accuracy", "accuracy_std", "n", "time_s", "paper_accuracy",
+                "paper_time_s", "status"):  # fmt: skip
+        assert col in header

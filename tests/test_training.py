@@ -1,0 +1,85 @@
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from ffbench.experiments import get
+from ffbench.training import FFTask, train
+
+CPU = torch.device("cpu")
+
+
+def test_short_dnn_run_learns(mnist_root):
+    """The acceptance run: constant batch 50, rate 0.1, 2 epochs on 5000 samples."""
+    from ffbench import data
+
+    mnist = data.load(mnist_root, "cpu", train_subset=5000, log=lambda _: None)
+    exp = dataclasses.replace(get("DNN_base"), epochs=2, batch_final=50, lr=0.1, train_subset=5000)
+    result = train(exp, mnist, CPU, seed=0)
+    assert result.status == "finished"
+    assert result.test_accuracy > 0.85
+    assert [r["batch"] for r in result.records] == [50, 50]
+
+
+def test_short_ff_run_learns_with_adam(mnist_small):
+    exp = dataclasses.replace(get("adj_FFA0_2"), epochs=3, batch_final=50, train_subset=2000)
+    result = train(exp, mnist_small, CPU, seed=0)
+    assert result.status == "finished"
+    assert (
+        result.test_accuracy > 0.2
+    )  # twice chance: goodness summed over labels tells digits apart
+
+
+def test_negatives_never_pair_an_image_with_itself(synthetic):
+    task = FFTask(get("FFA0"), synthetic, CPU)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        perm, neg = task.epoch_indices(gen)
+        assert torch.equal(perm.sort().values, torch.arange(64))
+        assert (neg != perm).all()
+        assert ((neg >= 0) & (neg < 64)).all()
+
+
+def test_fast_ff_path_matches_the_straightforward_one(mnist_small):
+    """Fused goodness + chunked batches against plain autograd over whole batches."""
+    exp = dataclasses.replace(get("adj_FFA0_1"), epochs=3, batch_final=1500, lr=0.02)
+    runs = []
+    for fused, chunk in [(True, 256), (False, 10**9)]:
+        torch.manual_seed(0)
+        task = FFTask(exp, mnist_small, CPU, fused=fused, chunk=chunk)
+        gen = torch.Generator().manual_seed(0)
+        losses = [task.train_epoch(None, b, gen).item() for b in (100, 700, 1500)]
+        runs.append((losses, task.model.predict(mnist_small.x_test[:2000])))
+    (fast_loss, fast_pred), (plain_loss, plain_pred) = runs
+    assert fast_loss == pytest.approx(plain_loss, rel=1e-4)
+    assert (fast_pred == plain_pred).float().mean() > 0.99
+
+
+def test_literal_loss_diverges_and_stops_where_the_stable_one_does_not(mnist_small):
+    exp = dataclasses.replace(get("FFA0"), epochs=3, batch_final=50, lr=50.0)
+    literal = train(exp, mnist_small, CPU, seed=0)
+    assert literal.status == "diverged" and math.isnan(literal.test_accuracy)
+    assert literal.diverged_epoch == 1 and len(literal.records) == 1
+    stable = train(dataclasses.replace(exp, stable_loss=True), mnist_small, CPU, seed=0)
+    assert stable.status == "finished" and stable.epochs_run == 3
+
+
+def test_greedy_layer_order_trains_each_layer_for_all_epochs(synthetic):
+    exp = dataclasses.replace(get("adj_FFA0_1"), epochs=2, batch_final=32, layer_order="greedy")
+    result = train(exp, synthetic, CPU, seed=0)
+    assert [(r["epoch"], r["layer"]) for r in result.records] == [(1, 1), (2, 1), (3, 2), (4, 2)]
+
+
+def test_same_seed_same_run(synthetic):
+    exp = dataclasses.replace(get("adj_FFA1_2"), epochs=3, batch_final=32)
+    a, b = (train(exp, synthetic, CPU, seed=7) for _ in range(2))
+    assert [r["loss"] for r in a.records] == [r["loss"] for r in b.records]
+    assert a.test_accuracy == b.test_accuracy
+
+
+def test_eval_every_records_accuracy_on_chosen_epochs(synthetic):
+    exp = dataclasses.replace(get("DNN_base"), epochs=5, batch_final=16)
+    result = train(exp, synthetic, CPU, seed=0, eval_every=2)
+    evaluated = [r["epoch"] for r in result.records if not math.isnan(r["test_accuracy"])]
+    assert evaluated == [2, 4, 5]
