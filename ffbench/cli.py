@@ -249,5 +249,44 @@ def fetch_data(
     console.print(f"MNIST ok: {path}", highlight=False)
 
 
+class BenchFormat(str, Enum):
+    rich = "rich"
+    json = "json"
+
+
+@app.command("bench")
+def benchmark(
+    device: DeviceOpt = Device.auto,
+    batch: Annotated[
+        list[int] | None, typer.Option(min=1, help="Batch size; repeat for several.")
+    ] = None,
+    fmt: Annotated[BenchFormat, typer.Option("--format", help="Output format.")] = BenchFormat.rich,
+    data_dir: DataDir = None,
+) -> None:
+    """Training speed against this device's matmul peak, beside a plain reference loop."""
+    import json
+
+    from rich.table import Table
+
+    from ffbench.bench import bench
+
+    dev = resolve_device(device)
+    try:
+        data = mnist.load(data_dir or mnist.default_data_dir(), dev, log=err.print)
+    except mnist.DataError as e:
+        fail(str(e))
+    rows = bench(data, dev, batch or [3200, 60000])
+    if fmt == BenchFormat.json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    out = Table(title=f"ffbench bench on {dev} (peak {rows[0]['peak_gflops']:.0f} GFLOP/s)")
+    keys = [k for k in rows[0] if k not in ("device", "peak_gflops")]
+    for k in keys:
+        out.add_column(k, justify="right")
+    for r in rows:
+        out.add_row(*(str(r[k]) if isinstance(r[k], int) else f"{r[k]:.3g}" for k in keys))
+    console.print(out)
+
+
 def main() -> None:
     app()

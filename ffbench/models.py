@@ -55,9 +55,14 @@ class LayerGoodness(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
-        r = 1.0 / (torch.linalg.vector_norm(x, dim=1) + NORM_EPS)
-        a = torch.addcmul(bias, r[:, None], x @ weight.T).clamp_min_(0.0)
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, normalize: bool):
+        if normalize:
+            r = 1.0 / (torch.linalg.vector_norm(x, dim=1) + NORM_EPS)
+            a = torch.addcmul(bias, r[:, None], x @ weight.T)
+        else:  # x is already x^norm
+            r = None
+            a = torch.addmm(bias, x, weight.T)
+        a.clamp_min_(0.0)
         g = torch.linalg.vector_norm(a, dim=1).square()
         ctx.save_for_backward(x, a, r)
         ctx.mark_non_differentiable(a)
@@ -67,9 +72,9 @@ class LayerGoodness(torch.autograd.Function):
     def backward(ctx, grad_g: torch.Tensor, _grad_a):
         x, a, r = ctx.saved_tensors
         two_dg = 2.0 * grad_g
-        grad_weight = (a * (two_dg * r)[:, None]).T @ x
+        grad_weight = (a * (two_dg if r is None else two_dg * r)[:, None]).T @ x
         grad_bias = a.T @ two_dg
-        return None, grad_weight, grad_bias
+        return None, grad_weight, grad_bias, None
 
 
 class FFNet(nn.Module):
@@ -86,19 +91,23 @@ class FFNet(nn.Module):
         """Activation a_i of layer i from the (unnormalised) output of layer i-1, by autograd."""
         return torch.relu(self.layers[i](l2_normalize(h)))
 
-    def layer_goodness(self, i: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def layer_goodness(
+        self, i: int, h: torch.Tensor, normalize: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(g_i, a_i) of layer i by `LayerGoodness`; gradients reach layer i's weights only."""
         layer = self.layers[i]
-        return LayerGoodness.apply(h, layer.weight, layer.bias)
+        return LayerGoodness.apply(h, layer.weight, layer.bias, normalize)
 
-    def goodnesses(self, x: torch.Tensor, fused: bool = True) -> list[torch.Tensor]:
-        """Goodness of every layer for label-overlaid inputs. Each layer's input is detached,
-        so the gradient of layer i's loss reaches layer i's weights only. `fused=False` is the
-        plain autograd path, kept as the reference the fused one is tested against."""
+    def goodnesses(
+        self, x: torch.Tensor, fused: bool = True, input_normalized: bool = False
+    ) -> list[torch.Tensor]:
+        """Goodness of every layer for label-overlaid inputs (`input_normalized`: x is x^norm
+        already). Each layer's input is detached, so the gradient of layer i's loss reaches
+        layer i's weights only. `fused=False` is the plain autograd path."""
         out, h = [], x
         for i in range(len(self.layers)):
             if fused:
-                g, h = self.layer_goodness(i, h)
+                g, h = self.layer_goodness(i, h, normalize=i > 0 or not input_normalized)
             else:
                 h = self.layer_forward(i, h.detach())
                 g = goodness(h)
@@ -106,27 +115,32 @@ class FFNet(nn.Module):
         return out
 
     @torch.no_grad()
-    def goodness_per_label(self, x: torch.Tensor) -> torch.Tensor:
+    def goodness_per_label(self, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
         """(N, 10): goodness summed over layers with each of the 10 labels overlaid.
 
         Only the first layer sees the label, and a one-hot overlay changes x^norm by one column
         of W and not at all the norm (||x|| is the same for every label), so the first layer's
         x W^T is computed once and each label adds its column: 10 labels cost about one pass.
+        Rows go in chunks small enough for the ten label variants to stay in cache.
         """
         first = self.layers[0]
-        x0 = x.clone()
-        x0[:, :N_CLASSES] = 0.0
-        r = 1.0 / (torch.sqrt(x0.square().sum(dim=1) + 1.0) + NORM_EPS)
-        base = x0 @ first.weight.T
-        scores = []
-        for k in range(N_CLASSES):
-            a = torch.addcmul(first.bias, r[:, None], base + first.weight[:, k]).clamp_min_(0.0)
-            total = goodness(a)
-            for i in range(1, len(self.layers)):
-                g, a = self.layer_goodness(i, a)
-                total += g
-            scores.append(total)
-        return torch.stack(scores, dim=1)
+        label_columns = first.weight[:, :N_CLASSES].T  # (10, hidden)
+        out = []
+        for s in range(0, len(x), chunk):
+            x0 = x[s : s + chunk].clone()
+            x0[:, :N_CLASSES] = 0.0
+            r = (1.0 / (torch.sqrt(x0.square().sum(dim=1) + 1.0) + NORM_EPS))[:, None]
+            base = x0 @ first.weight.T
+            scores = []
+            for k in range(N_CLASSES):
+                a = torch.addcmul(first.bias, r, base + label_columns[k]).clamp_min_(0.0)
+                total = goodness(a)
+                for i in range(1, len(self.layers)):
+                    g, a = self.layer_goodness(i, a)
+                    total += g
+                scores.append(total)
+            out.append(torch.stack(scores, dim=1))
+        return torch.cat(out)
 
     @torch.no_grad()
     def goodness_per_label_plain(self, x: torch.Tensor) -> torch.Tensor:

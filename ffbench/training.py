@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from ffbench.data import MNIST
 from ffbench.experiments import Experiment, LayerOrder, Method, Optimizer
-from ffbench.losses import ff_loss_terms, goodness
-from ffbench.models import MLP, N_CLASSES, FFNet
+from ffbench.losses import ff_loss, ff_loss_terms, goodness
+from ffbench.models import MLP, N_CLASSES, NORM_EPS, FFNet, overlay_label
 from ffbench.schedules import schedule
 
 EVAL_CHUNK = 10000
@@ -65,18 +65,15 @@ class FFTask:
     sample's image x_j, j != i, with label y_i, one per sample, drawn afresh every epoch.
     Each layer has its own optimizer and a detached input, so the sum of the layer losses
     gives every layer exactly the gradient of its own loss.
+
+    This is the fast path; `ReferenceFFTask` is the same mathematics written the obvious way.
+    The first layer's normalised inputs are gathered ready-made: a one-hot label overlay has norm 1,
+    so ||overlay(x_j)||^2 = ||x_j without its first 10 pixels||^2 + 1 whatever the label, and
+    x_j / ||overlay(x_j)|| is computed once per run.
     """
 
-    def __init__(
-        self,
-        exp: Experiment,
-        data: MNIST,
-        device: torch.device,
-        fused: bool = True,
-        chunk: int = 2048,
-    ):
+    def __init__(self, exp: Experiment, data: MNIST, device: torch.device, chunk: int = 2048):
         self.exp = exp
-        self.fused = fused
         self.chunk = chunk
         self.data = data
         self.model = FFNet(exp.sizes).to(device)
@@ -85,9 +82,13 @@ class FFTask:
         ]
         n_layers = len(self.model.layers)
         self.phases = list(range(n_layers)) if exp.layer_order == LayerOrder.greedy else [None]
-        self.onehot = F.one_hot(data.y_train, N_CLASSES).to(data.x_train.dtype)
-        self.x_pos = data.x_train.clone()
-        self.x_pos[:, :N_CLASSES] = self.onehot
+        x = data.x_train
+        self.onehot = F.one_hot(data.y_train, N_CLASSES).to(x.dtype)
+        self.inv_norm = 1.0 / (torch.sqrt(x[:, N_CLASSES:].square().sum(1) + 1.0) + NORM_EPS)
+        self.x_scaled = x * self.inv_norm[:, None]  # x_j / ||overlay(x_j)||, label pixels 0
+        self.x_scaled[:, :N_CLASSES] = 0.0
+        self.x_pos = self.x_scaled.clone()
+        self.x_pos[:, :N_CLASSES] = self.onehot * self.inv_norm[:, None]
 
     def epoch_indices(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """A shuffle of the samples, and for each the image of its negative (eq 3.3): another
@@ -100,10 +101,10 @@ class FFTask:
 
     def layer_losses(self, phase: int | None, x: torch.Tensor, b: int) -> torch.Tensor:
         """Sum over the layers trained in `phase` of their FF-loss terms, for x holding b
-        positives, then their b negatives."""
+        positives, then their b negatives (already normalised for the first layer)."""
         exp, model = self.exp, self.model
         if phase is None:
-            gs = model.goodnesses(x, fused=self.fused)
+            gs = model.goodnesses(x, input_normalized=True)
         else:
             with torch.no_grad():
                 for i in range(phase):
@@ -117,23 +118,23 @@ class FFTask:
         chunks of at most `chunk` pairs whose gradients add up before the single optimizer step:
         the same update as one pass over the whole batch, with activations that fit in cache."""
         perm, neg = self.epoch_indices(gen)
-        x_img = self.data.x_train
-        n = len(x_img)
+        n, width = self.x_pos.shape
         opts = self.optimizers if phase is None else [self.optimizers[phase]]
         chunk = min(batch, n, self.chunk)
-        buf = x_img.new_empty(2 * chunk, x_img.shape[1])
-        total = torch.zeros((), device=x_img.device)
+        buf = self.x_pos.new_empty(2 * chunk, width)
+        total = torch.zeros((), device=self.x_pos.device)
         for s in range(0, n, batch):
             b = min(batch, n - s)
             for opt in opts:
                 opt.zero_grad(set_to_none=True)
             for c in range(s, s + b, chunk):
                 k = min(chunk, s + b - c)
-                idx = perm[c : c + k]
+                idx, j = perm[c : c + k], neg[c : c + k]
                 x = buf[: 2 * k]  # k positives, then their k negatives
                 torch.index_select(self.x_pos, 0, idx, out=x[:k])
-                torch.index_select(x_img, 0, neg[c : c + k], out=x[k:])
-                x[k:, :N_CLASSES] = self.onehot[idx]  # another sample's image with this label
+                torch.index_select(self.x_scaled, 0, j, out=x[k:])
+                # another sample's image with this sample's label
+                x[k:, :N_CLASSES] = self.onehot[idx] * self.inv_norm[j, None]
                 loss = self.layer_losses(phase, x, k) / (2 * b)
                 loss.backward()
                 total += loss.detach() * b
@@ -143,6 +144,43 @@ class FFTask:
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.predict(x)
+
+
+class ReferenceFFTask(FFTask):
+    """The obvious FF loop, kept to test and time the fast one against: label overlays built per
+    batch, positives and negatives in separate passes, every layer's input re-forwarded from the
+    image, plain autograd, whole batches. Same shuffles, negatives and updates as `FFTask`."""
+
+    def train_epoch(self, phase, batch: int, gen: torch.Generator) -> torch.Tensor:
+        if phase is not None:
+            raise ValueError("the reference loop trains all layers on every batch")
+        exp, model, d = self.exp, self.model, self.data
+        perm, neg = self.epoch_indices(gen)
+        n = len(d.x_train)
+        total = torch.zeros((), device=d.x_train.device)
+        for s in range(0, n, batch):
+            idx = perm[s : s + batch]
+            labels = d.y_train[idx]
+            x_pos = overlay_label(d.x_train[idx], labels)
+            x_neg = overlay_label(d.x_train[neg[s : s + batch]], labels)
+            for opt in self.optimizers:
+                opt.zero_grad(set_to_none=True)
+            for layer in range(len(model.layers)):
+                h_pos, h_neg = x_pos, x_neg
+                with torch.no_grad():
+                    for i in range(layer):
+                        h_pos, h_neg = model.layer_forward(i, h_pos), model.layer_forward(i, h_neg)
+                g_pos = goodness(model.layer_forward(layer, h_pos))
+                g_neg = goodness(model.layer_forward(layer, h_neg))
+                loss = ff_loss(exp.loss, g_pos, g_neg, exp.theta, exp.stable_loss)
+                loss.backward()
+                total += loss.detach() * len(idx)
+            for opt in self.optimizers:
+                opt.step()
+        return total / n
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.goodness_per_label_plain(x).argmax(dim=1)
 
 
 @dataclass

@@ -61,20 +61,25 @@ def test_weight_gradient_matches_eqs_3_20_and_3_24(kind, theta):
     torch.testing.assert_close(-lr * w.grad, closed_form_update(kind, x, w.detach(), theta, lr))
 
 
-def test_fused_layer_gradient_matches_autograd():
-    """LayerGoodness (eq 3.18 written out) against normalise + Linear + ReLU + goodness."""
+@pytest.mark.parametrize("normalize", [True, False])
+def test_fused_layer_gradient_matches_autograd(normalize):
+    """LayerGoodness (eq 3.18 written out) against normalise + Linear + ReLU + goodness;
+    normalize=False takes x^norm ready-made, as the first layer does in training."""
     torch.manual_seed(0)
     x = torch.rand(30, 20, dtype=torch.float64)
     x[3] = 0.0  # a zero input row (a dead layer below) must not give NaN
     layer = torch.nn.Linear(20, 9).double()
     upstream = torch.randn(30, dtype=torch.float64)
 
-    g_fused, a_fused = LayerGoodness.apply(x, layer.weight, layer.bias)
+    x_norm = x / (x.norm(dim=1, keepdim=True) + 1e-8)
+    g_fused, a_fused = LayerGoodness.apply(
+        x if normalize else x_norm, *layer.parameters(), normalize
+    )
     (g_fused * upstream).sum().backward()
     fused = [p.grad.clone() for p in layer.parameters()]
     layer.zero_grad()
 
-    a_plain = torch.relu(layer(x / (x.norm(dim=1, keepdim=True) + 1e-8)))
+    a_plain = torch.relu(layer(x_norm))
     g_plain = goodness(a_plain)
     (g_plain * upstream).sum().backward()
     torch.testing.assert_close(g_fused, g_plain)

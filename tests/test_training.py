@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ffbench.experiments import get
-from ffbench.training import FFTask, train
+from ffbench.training import FFTask, ReferenceFFTask, train
 
 CPU = torch.device("cpu")
 
@@ -41,18 +41,24 @@ def test_negatives_never_pair_an_image_with_itself(synthetic):
         assert ((neg >= 0) & (neg < 64)).all()
 
 
-def test_fast_ff_path_matches_the_straightforward_one(mnist_small):
-    """Fused goodness + chunked batches against plain autograd over whole batches."""
-    exp = dataclasses.replace(get("adj_FFA0_1"), epochs=3, batch_final=1500, lr=0.02)
+@pytest.mark.parametrize("name", ["adj_FFA0_1", "FFA1"])
+def test_fast_ff_path_matches_the_straightforward_one(mnist_small, name):
+    """FFTask (pre-normalised inputs, fused goodness, chunked batches) against ReferenceFFTask
+    (overlays per batch, separate positive and negative passes, plain autograd)."""
+    exp = dataclasses.replace(get(name), epochs=3, lr=0.02)
     runs = []
-    for fused, chunk in [(True, 256), (False, 10**9)]:
+    for task_class in (FFTask, ReferenceFFTask):
         torch.manual_seed(0)
-        task = FFTask(exp, mnist_small, CPU, fused=fused, chunk=chunk)
+        task = task_class(exp, mnist_small, CPU)
+        if task_class is FFTask:
+            task.chunk = 256  # several chunks per batch
         gen = torch.Generator().manual_seed(0)
         losses = [task.train_epoch(None, b, gen).item() for b in (100, 700, 1500)]
-        runs.append((losses, task.model.predict(mnist_small.x_test[:2000])))
-    (fast_loss, fast_pred), (plain_loss, plain_pred) = runs
+        runs.append((losses, task.predict(mnist_small.x_test[:2000]), task.model.state_dict()))
+    (fast_loss, fast_pred, fast_w), (plain_loss, plain_pred, plain_w) = runs
     assert fast_loss == pytest.approx(plain_loss, rel=1e-4)
+    for key in fast_w:
+        torch.testing.assert_close(fast_w[key], plain_w[key], rtol=1e-3, atol=1e-5)
     assert (fast_pred == plain_pred).float().mean() > 0.99
 
 

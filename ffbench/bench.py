@@ -1,0 +1,122 @@
+"""`ffbench bench`: how close training gets to this device's matmul peak, side by side with a
+plain reference loop, measured in one process.
+
+Essential FLOPs, per row through a Linear n_in -> n_out: forward 2*n_in*n_out, weight gradient
+2*n_in*n_out, input gradient 2*n_in*n_out only where a lower layer needs it. Biases and
+elementwise work are not counted: they are the overhead we want to see.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from ffbench.data import MNIST
+from ffbench.experiments import get
+from ffbench.models import overlay_label
+from ffbench.training import BackpropTask, FFTask, ReferenceFFTask
+
+EPOCH_SAMPLES = 60000
+
+
+def dnn_flops_per_sample(sizes: tuple[int, ...]) -> int:
+    """Backprop: forward and weight gradient of every layer, input gradient of all but the first."""
+    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+    return sum(4 * a * b for a, b in pairs) + sum(2 * a * b for a, b in pairs[1:])
+
+
+def ff_flops_per_sample(sizes: tuple[int, ...]) -> int:
+    """FF: a positive and a negative row, each with forward and weight gradient of every layer
+    (inputs are detached: no input gradient)."""
+    return 2 * sum(4 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def forward_flops_per_sample(sizes: tuple[int, ...]) -> int:
+    return sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeat: int = 1) -> float:
+    """Best wall time of `repeat` calls, after one warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def peak_gflops(device: torch.device, n: int = 4096, repeat: int = 5) -> float:
+    """fp32 matmul throughput of a square n x n product, warmed up, best of `repeat`."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    return 2 * n**3 / timed(lambda: a @ b, device, repeat) / 1e9
+
+
+def epoch_data(data: MNIST, samples: int) -> MNIST:
+    """`samples` training samples (repeated if the data is smaller): every epoch the same size."""
+    reps = -(-samples // len(data.x_train))
+    x = data.x_train.repeat(reps, 1)[:samples]
+    y = data.y_train.repeat(reps)[:samples]
+    return MNIST(x, y, data.x_test, data.y_test)
+
+
+def epoch_seconds(task, batch: int, device: torch.device) -> float:
+    """Wall time of one training epoch of `task` at a constant batch size (rate 0: timing only)."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    for opt in task.optimizers:
+        for group in opt.param_groups:
+            group["lr"] = 0.0
+    return timed(lambda: task.train_epoch(None, batch, gen).item(), device)
+
+
+def bench(
+    data: MNIST,
+    device: torch.device,
+    batches: list[int],
+    samples: int = EPOCH_SAMPLES,
+    peak_n: int = 4096,
+) -> list[dict]:
+    """The measurements of `ffbench bench`, one dict per batch size; an epoch is `samples`."""
+    data = epoch_data(data, samples)
+    dnn_exp, ff_exp = get("DNN_base"), get("adj_FFA0_1")
+    sizes = ff_exp.sizes
+    peak = peak_gflops(device, peak_n)
+    torch.manual_seed(0)
+    ff, ref = FFTask(ff_exp, data, device), ReferenceFFTask(ff_exp, data, device)
+    x = data.x_test
+    x_one = overlay_label(x, data.y_test)
+    with torch.no_grad():
+        forward_s = timed(lambda: ff.model.goodnesses(x_one, fused=False), device, repeat=3)
+        eval_s = timed(lambda: ff.model.goodness_per_label(x), device, repeat=3)
+        ref_eval_s = timed(lambda: ff.model.goodness_per_label_plain(x), device, repeat=3)
+    out = []
+    for b in batches:
+        dnn_s = epoch_seconds(BackpropTask(dnn_exp, data, device), b, device)
+        ff_s = epoch_seconds(ff, b, device)
+        ref_s = epoch_seconds(ref, b, device)
+        util = lambda flops, s: flops * samples / s / 1e9 / peak  # noqa: E731
+        out.append({
+            "device": str(device),
+            "batch": b,
+            "peak_gflops": peak,
+            "dnn_epoch_s": dnn_s,
+            "ff_epoch_s": ff_s,
+            "dnn_util": util(dnn_flops_per_sample(sizes), dnn_s),
+            "ff_util": util(ff_flops_per_sample(sizes), ff_s),
+            "eval_ratio": eval_s / forward_s,
+            "ref_ff_epoch_s": ref_s,
+            "ref_ff_util": util(ff_flops_per_sample(sizes), ref_s),
+            "ref_eval_ratio": ref_eval_s / forward_s,
+            "ff_speedup": ref_s / ff_s,
+        })  # fmt: skip
+    return out
