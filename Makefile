@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUNS ?= runs
 EPOCHS ?=
+SEEDS ?=
 EPOCHS_FLAG := $(if $(EPOCHS),--epochs $(EPOCHS))
+SEEDS_FLAG := $(if $(SEEDS),--seeds $(SEEDS))
 
 .PHONY: setup data test reproduce table clean
 
@@ -24,9 +26,9 @@ test: data
 	$(BIN)/ruff format --check ffbench tests
 	$(BIN)/pytest -q
 
-# All ten rows of the notes' table at full length (make reproduce EPOCHS=20 for a short look).
+# All ten rows of the notes' table at full length (EPOCHS=20 for a short look, SEEDS=3 for mean ± std).
 reproduce: data
-	$(BIN)/ffbench run --paper $(EPOCHS_FLAG) --runs-dir $(RUNS)
+	$(BIN)/ffbench run --paper $(EPOCHS_FLAG) $(SEEDS_FLAG) --runs-dir $(RUNS)
 	$(BIN)/ffbench table --runs-dir $(RUNS)
 
 table: setup

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -26,8 +28,16 @@ from ffbench.experiments import (
     get,
 )
 from ffbench.progress import EpochProgress
-from ffbench.runner import RunTaken, check_writable, execute
+from ffbench.runner import (
+    RunTaken,
+    check_writable,
+    execute,
+    run_dir,
+    run_state,
+    write_atomic,
+)
 from ffbench.schedules import BatchGrowth, LrScaling
+from ffbench.sweep import ExecutorKind
 
 app = typer.Typer(
     add_completion=False,
@@ -62,7 +72,8 @@ Format = Annotated[results.TableFormat, typer.Option("--format", help="Output fo
 Names = Annotated[list[str] | None, typer.Argument(help="Experiments to run (see `ffbench list`).")]
 Paper = Annotated[bool, typer.Option("--paper", help="Run every row of the notes' table.")]
 Epochs = Annotated[int | None, typer.Option(min=1, help="Epochs (registry: 400).")]
-Seed = Annotated[int, typer.Option(min=0, help="Random seed.")]
+Seed = Annotated[str | None, typer.Option(help="Seed, or several: 0,3,7 (default 0).")]
+Seeds = Annotated[int | None, typer.Option(min=1, help="Seeds 0..K-1 (instead of --seed).")]
 DeviceOpt = Annotated[Device, typer.Option(help="auto: cuda when available, else cpu.")]
 TrainSubset = Annotated[int | None, typer.Option(min=2, help="Train on the first N samples only.")]
 BatchStart = Annotated[int | None, typer.Option(min=1, help="Batch size of the first epoch.")]
@@ -82,6 +93,9 @@ EvalEvery = Annotated[
     int, typer.Option(min=0, help="Test accuracy every K epochs (0: after the last only).")
 ]
 Force = Annotated[bool, typer.Option("--force", help="Re-run even if a result exists.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue interrupted runs.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the run matrix; run nothing.")]
+CheckpointEvery = Annotated[int, typer.Option(min=1, help="Checkpoint every K epochs.")]
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -97,6 +111,25 @@ def resolve_device(device: Device) -> torch.device:
     if device == Device.auto:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device.value)
+
+
+def parse_seeds(seed: str | None, seeds: int | None) -> list[int]:
+    if seeds is not None:
+        if seed is not None:
+            raise typer.BadParameter("give --seed or --seeds, not both", param_hint="--seeds")
+        return list(range(seeds))
+    if seed is None:
+        return [0]
+    try:
+        out = [int(s) for s in seed.split(",")]
+    except ValueError:
+        out = []
+    if not out or min(out) < 0 or len(set(out)) != len(out):
+        raise typer.BadParameter(
+            f"'{seed}' is not a seed list; give distinct integers >= 0 like 0 or 0,3,7",
+            param_hint="--seed",
+        )
+    return out
 
 
 def lookup(names: list[str]) -> list[Experiment]:
@@ -154,7 +187,8 @@ def run(
     names: Names = None,
     paper: Paper = False,
     epochs: Epochs = None,
-    seed: Seed = 0,
+    seed: Seed = None,
+    seeds: Seeds = None,
     device: DeviceOpt = Device.auto,
     train_subset: TrainSubset = None,
     batch_start: BatchStart = None,
@@ -169,19 +203,19 @@ def run(
     runs_dir: RunsDir = Path("runs"),
     data_dir: DataDir = None,
     force: Force = False,
+    resume: Resume = False,
+    checkpoint_every: CheckpointEvery = 10,
+    dry_run: DryRun = False,
 ) -> None:
-    """Train experiments one after another, each into its own run directory."""
-    names = list(names or []) + (PAPER_ROWS if paper else [])
-    if not names:
-        raise typer.BadParameter(
-            "name at least one experiment, or pass --paper", param_hint="NAMES"
-        )
-    overrides = dict(
-        epochs=epochs, train_subset=train_subset, batch_start=batch_start, batch_final=batch_final,
-        lr=lr, batch_growth=batch_growth, lr_scaling=lr_scaling, theta=theta,
-        stable_loss=stable_loss, layer_order=layer_order,
+    """Train experiments (x seeds) one after another, each into its own run directory."""
+    matrix = run_matrix(
+        names, paper, seed, seeds, epochs=epochs, train_subset=train_subset,
+        batch_start=batch_start, batch_final=batch_final, lr=lr, batch_growth=batch_growth,
+        lr_scaling=lr_scaling, theta=theta, stable_loss=stable_loss, layer_order=layer_order,
     )  # fmt: skip
-    exps = [with_overrides(e, **overrides) for e in lookup(names)]
+    if dry_run:
+        show_matrix(matrix, runs_dir)
+        return
     dev = resolve_device(device)
     try:
         check_writable(runs_dir)
@@ -192,15 +226,20 @@ def run(
     except mnist.DataError as e:
         fail(str(e))
     failed = 0
-    for exp in exps:
-        label = f"{exp.name} seed {seed}"
+    for exp, s in matrix:
+        label = f"{exp.name} seed {s}"
         phases = len(exp.sizes) - 1 if exp.layer_order == LayerOrder.greedy else 1
         total = exp.epochs * (phases if exp.method == Method.ff else 1)
         try:
             with EpochProgress(console, label, total) as progress:
-                out = execute(exp, seed, data, dev, runs_dir, eval_every, force, progress)
+                out = execute(
+                    exp, s, data, dev, runs_dir, eval_every, force, progress,
+                    resume=resume, checkpoint_every=checkpoint_every,
+                )  # fmt: skip
         except RunTaken as e:
             fail(str(e))
+        except KeyboardInterrupt:
+            fail(f"{label} interrupted; `ffbench run ... --resume` continues it", code=130)
         r = out.result
         failed += r["status"] == "failed"
         what = "already done (use --force to re-run)" if out.skipped else r["status"]
@@ -217,22 +256,144 @@ def run(
         raise typer.Exit(1)
 
 
+def run_matrix(
+    names: list[str] | None, paper: bool, seed: str | None, seeds: int | None, **overrides
+) -> list[tuple[Experiment, int]]:
+    """(experiment after overrides, seed) for every run a command asks for."""
+    names = list(names or []) + (PAPER_ROWS if paper else [])
+    if not names:
+        raise typer.BadParameter(
+            "name at least one experiment, or pass --paper", param_hint="NAMES"
+        )
+    seed_list = parse_seeds(seed, seeds)
+    exps = [with_overrides(e, **overrides) for e in lookup(names)]
+    return [(exp, s) for exp in exps for s in seed_list]
+
+
+def show_matrix(matrix: list[tuple[Experiment, int]], runs_dir: Path) -> None:
+    """The runs a command would do, and what state each is in; nothing is written."""
+    from rich.table import Table
+
+    out = Table(title=f"run matrix ({len(matrix)} runs under {runs_dir})")
+    for col in ["Experiment", "Seed", "Overrides", "Run dir", "State"]:
+        out.add_column(col)
+    for exp, s in matrix:
+        path = run_dir(runs_dir, exp, s)
+        over = " ".join(f"{k}={v}" for k, v in sorted(exp.overrides().items()))
+        out.add_row(exp.name, str(s), over, str(path), run_state(path))
+    console.print(out)
+
+
+@app.command()
+def sweep(
+    names: Names = None,
+    paper: Paper = False,
+    seeds: Seeds = None,
+    seed: Seed = None,
+    executor: Annotated[ExecutorKind, typer.Option(help="Where the jobs run.")] = (
+        ExecutorKind.local
+    ),
+    partition: Annotated[str | None, typer.Option(help="SLURM partition.")] = None,
+    gpus_per_node: Annotated[int, typer.Option(min=0, help="SLURM GPUs per job.")] = 0,
+    cpus_per_task: Annotated[int | None, typer.Option(min=1, help="SLURM CPUs per job.")] = None,
+    timeout_min: Annotated[int, typer.Option(min=1, help="Time limit of each job.")] = 120,
+    wait: Annotated[bool, typer.Option(help="SLURM: wait for the jobs to finish.")] = False,
+    epochs: Epochs = None,
+    device: DeviceOpt = Device.auto,
+    train_subset: TrainSubset = None,
+    batch_start: BatchStart = None,
+    batch_final: BatchFinal = None,
+    lr: Lr = None,
+    batch_growth: Growth = None,
+    lr_scaling: Scaling = None,
+    theta: Theta = None,
+    stable_loss: StableLoss = None,
+    layer_order: Order = None,
+    eval_every: EvalEvery = 0,
+    runs_dir: RunsDir = Path("runs"),
+    data_dir: DataDir = None,
+    force: Force = False,
+    resume: Resume = False,
+    checkpoint_every: CheckpointEvery = 10,
+) -> None:
+    """Submit one job per (experiment, seed) with submitit: local processes or a SLURM array."""
+    from ffbench.sweep import make_executor, submit
+
+    matrix = run_matrix(
+        names, paper, seed, seeds, epochs=epochs, train_subset=train_subset,
+        batch_start=batch_start, batch_final=batch_final, lr=lr, batch_growth=batch_growth,
+        lr_scaling=lr_scaling, theta=theta, stable_loss=stable_loss, layer_order=layer_order,
+    )  # fmt: skip
+    if executor == ExecutorKind.local and device == Device.cuda:
+        resolve_device(device)
+    try:
+        check_writable(runs_dir)
+    except OSError as e:
+        raise typer.BadParameter(str(e), param_hint="--runs-dir") from None
+    root = (data_dir or mnist.default_data_dir()).resolve()
+    try:
+        mnist.fetch(root, log=err.print)  # once here, not racing in every job
+    except mnist.DataError as e:
+        fail(str(e))
+    runs = runs_dir.resolve()
+    ex = make_executor(executor, runs / ".submitit", timeout_min, partition, gpus_per_node,
+                       cpus_per_task)  # fmt: skip
+    jobs = submit(ex, matrix, runs, root, device.value, eval_every, force, resume,
+                  checkpoint_every)  # fmt: skip
+    console.print(f"submitted {len(jobs)} jobs ({executor.value}); logs in {runs / '.submitit'}")
+    if executor == ExecutorKind.slurm and not wait:
+        console.print(f"job ids: {' '.join(j.job_id for j in jobs)}; then `ffbench table`")
+        return
+    failed = 0
+    for (exp, s), job in zip(matrix, jobs, strict=True):
+        try:
+            r = job.result()
+        except Exception as e:  # a job that crashed outright (its log says why)
+            failed += 1
+            err.print(f"{exp.name} seed {s}: job {job.job_id} failed: {str(e).splitlines()[0]}")
+            continue
+        failed += r["status"] == "failed"
+        console.print(f"{exp.name} seed {s}: {r['status']}, test accuracy {r['test_accuracy']:.4f}")
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command("table")
-def show_table(runs_dir: RunsDir = Path("runs"), fmt: Format = results.TableFormat.rich) -> None:
+def show_table(
+    runs_dir: RunsDir = Path("runs"),
+    fmt: Format = results.TableFormat.rich,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
     """Aggregate every finished run under the runs dir, beside the paper's numbers."""
     if not runs_dir.is_dir():
         fail(f"runs dir {runs_dir} does not exist; run `ffbench run NAME` or pass --runs-dir")
-    runs = results.load_runs(runs_dir, warn=lambda m: err.print(f"warning: {m}", highlight=False))
+    runs = results.load_runs(
+        runs_dir, warn=lambda m: err.print(f"warning: {m}", highlight=False, soft_wrap=True)
+    )
     if runs.empty:
         err.print(f"no finished runs under {runs_dir}; run `ffbench run NAME` first")
         return
     agg = results.aggregate(runs)
-    if fmt == results.TableFormat.csv:
-        sys.stdout.write(results.to_csv(agg))
-    elif fmt == results.TableFormat.markdown:
-        sys.stdout.write(results.to_markdown(agg))
+    if fmt == results.TableFormat.rich:
+        table = results.to_rich(agg, title=f"ffbench results ({runs_dir})")
+        if output is None:
+            console.print(table)
+            return
+        buffer = io.StringIO()
+        Console(file=buffer, width=200).print(table)
+        text = buffer.getvalue()
     else:
-        console.print(results.to_rich(agg, title=f"ffbench results ({runs_dir})"))
+        text = results.RENDERERS[fmt](agg)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        write_atomic(output, text)
+    except OSError as e:
+        fail(f"cannot write {output} ({e.strerror}); pass another --output")
+    err.print(f"wrote {output}", highlight=False)
 
 
 @app.command("data")
@@ -288,5 +449,10 @@ def benchmark(
     console.print(out)
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM ends a run the way Ctrl-C does: interrupted, resumable
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     app()

@@ -32,6 +32,7 @@ from ffbench.training import train
 
 RESULT = "result.json"
 LOCK = "lock"
+CHECKPOINT = "checkpoint.pt"
 FRESH_DIR_S = 60  # a lock-less directory younger than this is still being set up by its owner
 
 
@@ -115,21 +116,26 @@ def _holder(path: Path) -> dict | None:
     return lock
 
 
-def claim(path: Path, force: bool) -> tuple[bool, Path | None]:
+def claim(path: Path, force: bool, resume: bool = False) -> tuple[bool, Path | None]:
     """Own `path` by creating it. Returns (claimed, aside): claimed is False when a finished run
-    is there and not `force`; aside is where a replaced (finished or interrupted) run was moved."""
+    is there and not `force`; aside is where a replaced (finished or interrupted) run was moved.
+    With `resume`, an interrupted run that has a checkpoint is taken over in place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     aside = None
     try:
         os.mkdir(path)
     except FileExistsError:
-        if (path / RESULT).exists() and not force:
+        finished = (path / RESULT).exists()
+        if finished and not force:
             return False, None
         if (holder := _holder(path)) is not None:
             raise RunTaken(
                 f"run {path} is taken by pid {holder['pid']} on {holder['host']}; "
                 "wait for it, or pick another --seed"
             ) from None
+        if resume and not finished and (path / CHECKPOINT).exists():
+            write_json(path / LOCK, {"pid": os.getpid(), "host": socket.gethostname()})
+            return True, None
         aside = path.with_name(f".{path.name}.replaced-{time.time_ns()}")
         os.rename(path, aside)
         try:
@@ -140,6 +146,25 @@ def claim(path: Path, force: bool) -> tuple[bool, Path | None]:
             ) from None
     write_json(path / LOCK, {"pid": os.getpid(), "host": socket.gethostname()})
     return True, aside
+
+
+def run_state(path: Path) -> str:
+    """What `--dry-run` says of a run directory: its status, running, interrupted or missing."""
+    if not path.is_dir():
+        return "missing"
+    if (path / RESULT).exists():
+        try:
+            return read_json(path / RESULT)["status"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return "unreadable result.json"
+    if (holder := _holder(path)) is not None:
+        return f"running (pid {holder['pid']} on {holder['host']})"
+    try:
+        epochs = len((path / "metrics.csv").read_text().splitlines()) - 1
+    except OSError:
+        epochs = 0
+    resumable = ", resumable" if (path / CHECKPOINT).exists() else ""
+    return f"interrupted after epoch {max(epochs, 0)}{resumable}"
 
 
 def _git(*args: str) -> str | None:
@@ -193,6 +218,12 @@ class Outcome:
     skipped: bool = False
 
 
+def save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
 def execute(
     exp: Experiment,
     seed: int,
@@ -202,14 +233,20 @@ def execute(
     eval_every: int = 0,
     force: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 10,
 ) -> Outcome:
-    """Run `exp` with `seed` into its run directory, or return the finished result already there."""
+    """Run `exp` with `seed` into its run directory, or return the finished result already there.
+    A checkpoint is kept every `checkpoint_every` epochs; `resume` continues from it."""
     path = run_dir(runs_dir, exp, seed)
-    claimed, aside = claim(path, force)
+    claimed, aside = claim(path, force, resume)
     if not claimed:
         return Outcome(path, read_json(path / RESULT), skipped=True)
     base = {"experiment": exp.name, "seed": seed, "device": str(device)}
-    records: list[dict] = []
+    state = None
+    if resume and (path / CHECKPOINT).exists():
+        state = torch.load(path / CHECKPOINT, map_location=device, weights_only=True)
+    records: list[dict] = list(state["records"]) if state else []
 
     def record_epoch(record: dict) -> None:
         records.append(record)
@@ -224,7 +261,11 @@ def execute(
              "overrides": exp.overrides()},
         )  # fmt: skip
         write_json(path / "env.json", environment(device))
-        trained = train(exp, data, device, seed, eval_every, on_epoch=record_epoch)
+        trained = train(
+            exp, data, device, seed, eval_every, on_epoch=record_epoch,
+            checkpoint=lambda st: save_checkpoint(path / CHECKPOINT, st),
+            checkpoint_every=checkpoint_every, resume=state,
+        )  # fmt: skip
         result = {
             **base,
             "status": trained.status,
@@ -233,12 +274,13 @@ def execute(
             "epochs": exp.epochs,
             "epochs_run": trained.epochs_run,
             "diverged_epoch": trained.diverged_epoch,
+            "resumed_from_epoch": state["epoch"] if state else None,
         }
     except KeyboardInterrupt:
         if aside is not None:  # give back the run this one was replacing
             shutil.rmtree(path)
             os.rename(aside, path)
-        else:  # no result.json: the run shows as interrupted, free to be run again
+        else:  # no result.json: the run shows as interrupted, free to be resumed or run again
             write_json(path / LOCK, {"pid": os.getpid(), "host": socket.gethostname(),
                                      "interrupted": True})  # fmt: skip
         raise
@@ -248,6 +290,7 @@ def execute(
     result["overrides"] = exp.overrides()
     write_json(path / RESULT, result)
     (path / LOCK).unlink(missing_ok=True)
+    (path / CHECKPOINT).unlink(missing_ok=True)  # results only: no weights are kept
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
     return Outcome(path, result)

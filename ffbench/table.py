@@ -19,6 +19,8 @@ class TableFormat(str, Enum):
     rich = "rich"
     markdown = "markdown"
     csv = "csv"
+    latex = "latex"
+    json = "json"
 
 
 RUN_COLUMNS = [
@@ -148,3 +150,35 @@ def to_rich(table: pd.DataFrame, title: str) -> Table:
 
 def to_csv(table: pd.DataFrame) -> str:
     return table.to_csv(index=False)
+
+
+def to_json(table: pd.DataFrame) -> str:
+    """One object per row; NaN (a diverged row's accuracy) becomes null."""
+    return table.to_json(orient="records", indent=2) + "\n"
+
+
+LATEX_ESCAPES = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#",
+                 "±": r"$\pm$", "→": r"$\to$"}  # fmt: skip
+
+
+def _latex(text: str) -> str:
+    return "".join(LATEX_ESCAPES.get(c, c) for c in text)
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    """A booktabs tabular of the displayed table."""
+    header, rows = display_rows(table)
+    lines = [r"\begin{tabular}{" + "l" * len(header) + "}", r"\toprule"]
+    lines.append(" & ".join(_latex(h) for h in header) + r" \\")
+    lines.append(r"\midrule")
+    lines += [" & ".join(_latex(c) for c in row) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {
+    TableFormat.csv: to_csv,
+    TableFormat.markdown: to_markdown,
+    TableFormat.latex: to_latex,
+    TableFormat.json: to_json,
+}

@@ -211,6 +211,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def task_state(task) -> dict:
+    return {
+        "model": task.model.state_dict(),
+        "optimizers": [opt.state_dict() for opt in task.optimizers],
+    }
+
+
+def load_task_state(task, state: dict) -> None:
+    task.model.load_state_dict(state["model"])
+    for opt, opt_state in zip(task.optimizers, state["optimizers"], strict=True):
+        opt.load_state_dict(opt_state)
+
+
 def train(
     exp: Experiment,
     data: MNIST,
@@ -218,8 +231,16 @@ def train(
     seed: int,
     eval_every: int = 0,
     on_epoch: Callable[[dict], None] | None = None,
+    checkpoint: Callable[[dict], None] | None = None,
+    checkpoint_every: int = 0,
+    resume: dict | None = None,
 ) -> TrainResult:
-    """Train `exp` on `data`; test accuracy every `eval_every` epochs (0: only after the last)."""
+    """Train `exp` on `data`; test accuracy every `eval_every` epochs (0: only after the last).
+
+    Every `checkpoint_every` epochs `checkpoint` receives the whole training state (weights,
+    optimizer states, the shuffling generator, the epoch reached, the records so far); passing
+    that state back as `resume` continues the run exactly where it was, to the last digit on CPU.
+    """
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     task = make_task(exp, data, device)
@@ -229,12 +250,19 @@ def train(
     )  # fmt: skip
     records: list[dict] = []
     seconds = 0.0
+    done = 0
+    if resume is not None:
+        load_task_state(task, resume["task"])
+        gen.set_state(resume["generator"])
+        records, seconds, done = list(resume["records"]), resume["seconds"], resume["epoch"]
     epoch = 0
     for phase in task.phases:
         opts = task.optimizers if phase is None else [task.optimizers[phase]]
         params = [p for opt in opts for g in opt.param_groups for p in g["params"]]
         for e, (batch, lr) in enumerate(plan, start=1):
             epoch += 1
+            if epoch <= done:
+                continue
             for opt in opts:
                 for group in opt.param_groups:
                     group["lr"] = lr
@@ -254,6 +282,17 @@ def train(
                 accuracy(task, data.x_test, data.y_test) if evaluate else math.nan
             )
             records.append(record)
+            if (
+                ok
+                and checkpoint
+                and checkpoint_every
+                and epoch % checkpoint_every == 0
+                and not last
+            ):
+                checkpoint({
+                    "epoch": epoch, "seconds": seconds, "records": records,
+                    "generator": gen.get_state(), "task": task_state(task),
+                })  # fmt: skip
             if on_epoch:
                 on_epoch(record)
             if not ok:

@@ -82,3 +82,63 @@ def test_run_then_table(tmp_path, mnist_root):
 def test_table_of_a_missing_runs_dir_is_an_error(tmp_path):
     out = invoke("table", "--runs-dir", str(tmp_path / "nope"))
     assert out.exit_code == 1 and "does not exist" in out.output
+
+
+def test_seeds_aggregate_in_the_table(tmp_path, mnist_root):
+    runs = tmp_path / "runs"
+    args = [
+        "--epochs",
+        "1",
+        "--train-subset",
+        "500",
+        "--batch-final",
+        "50",
+        "--runs-dir",
+        str(runs),
+    ]
+    assert invoke("run", "DNN_base", "--seeds", "2", *args).exit_code == 0
+    assert invoke("run", "DNN_base", "--seed", "5,7", *args).exit_code == 0
+    seeds = sorted(p.name.split("-")[1] for p in (runs / "DNN_base").iterdir())
+    assert seeds == ["0", "1", "5", "7"]
+    csv = invoke("table", "--runs-dir", str(runs), "--format", "csv").output.splitlines()
+    row = dict(zip(csv[0].split(","), csv[1].split(","), strict=True))
+    assert row["n"] == "4" and float(row["accuracy_std"]) > 0
+
+
+def test_dry_run_lists_the_matrix_and_writes_nothing(tmp_path):
+    runs = tmp_path / "runs"
+    out = invoke("run", "DNN_base", "FFA1", "--seeds", "3", "--dry-run", "--runs-dir", str(runs))
+    assert out.exit_code == 0
+    assert out.output.count("missing") == 6 and "FFA1" in out.output
+    assert not runs.exists()
+
+
+@pytest.mark.parametrize("fmt", ["latex", "json", "markdown", "csv", "rich"])
+def test_table_exports_to_a_file(tmp_path, fmt):
+    from test_table import fake_run
+
+    runs = tmp_path / "runs"
+    fake_run(runs, "DNN_base", 0, "finished", 0.97, 10.0)
+    fake_run(runs, "FFA0", 0, "diverged", float("nan"), 5.0)
+    target = tmp_path / f"table.{fmt}"
+    out = invoke("table", "--runs-dir", str(runs), "--format", fmt, "--output", str(target))
+    assert out.exit_code == 0
+    text = target.read_text()
+    assert "DNN" in text and "97" in text
+    if fmt == "latex":
+        assert text.startswith("\\begin{tabular}") and "DNN\\_base" in text and "NAN" in text
+    if fmt == "json":
+        import json
+
+        rows = json.loads(text)
+        assert rows[0]["experiment"] == "DNN_base" and rows[1]["accuracy"] is None
+
+
+def test_sweep_runs_one_local_job_per_experiment_and_seed(tmp_path, mnist_root):
+    runs = tmp_path / "runs"
+    args = ["--seeds", "2", "--executor", "local", "--epochs", "1", "--train-subset", "2000"]
+    out = invoke("sweep", "adj_FFA0_1", "DNN_base", *args, "--runs-dir", str(runs))
+    assert out.exit_code == 0, out.output
+    csv = invoke("table", "--runs-dir", str(runs), "--format", "csv").output.splitlines()
+    rows = [dict(zip(csv[0].split(","), line.split(","), strict=True)) for line in csv[1:]]
+    assert {(r["experiment"], r["n"]) for r in rows} == {("DNN_base", "2"), ("adj_FFA0_1", "2")}
