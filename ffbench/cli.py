@@ -88,6 +88,13 @@ StableLoss = Annotated[
         "--stable-loss/--literal-loss", help="FF: log-sigmoid, or ln(sigmoid) as written."
     ),
 ]
+NormalizeInput = Annotated[
+    bool | None,
+    typer.Option(
+        "--normalize-input/--raw-input",
+        help="FF: L2-normalise the first layer's input too, or feed it the raw image.",
+    ),
+]
 Order = Annotated[LayerOrder | None, typer.Option(help="FF: per-batch or greedy layers.")]
 EvalEvery = Annotated[
     int, typer.Option(min=0, help="Test accuracy every K epochs (0: after the last only).")
@@ -199,6 +206,7 @@ def run(
     theta: Theta = None,
     stable_loss: StableLoss = None,
     layer_order: Order = None,
+    normalize_input: NormalizeInput = None,
     eval_every: EvalEvery = 0,
     runs_dir: RunsDir = Path("runs"),
     data_dir: DataDir = None,
@@ -212,6 +220,7 @@ def run(
         names, paper, seed, seeds, epochs=epochs, train_subset=train_subset,
         batch_start=batch_start, batch_final=batch_final, lr=lr, batch_growth=batch_growth,
         lr_scaling=lr_scaling, theta=theta, stable_loss=stable_loss, layer_order=layer_order,
+        normalize_input=normalize_input,
     )  # fmt: skip
     if dry_run:
         show_matrix(matrix, runs_dir)
@@ -309,6 +318,7 @@ def sweep(
     theta: Theta = None,
     stable_loss: StableLoss = None,
     layer_order: Order = None,
+    normalize_input: NormalizeInput = None,
     eval_every: EvalEvery = 0,
     runs_dir: RunsDir = Path("runs"),
     data_dir: DataDir = None,
@@ -323,6 +333,7 @@ def sweep(
         names, paper, seed, seeds, epochs=epochs, train_subset=train_subset,
         batch_start=batch_start, batch_final=batch_final, lr=lr, batch_growth=batch_growth,
         lr_scaling=lr_scaling, theta=theta, stable_loss=stable_loss, layer_order=layer_order,
+        normalize_input=normalize_input,
     )  # fmt: skip
     if executor == ExecutorKind.local and device == Device.cuda:
         resolve_device(device)

@@ -46,6 +46,7 @@ class Experiment:
     sizes: tuple[int, ...] = (784, 800, 10)
     theta: float = 2.0  # FF goodness threshold
     stable_loss: bool = False  # FF: log-sigmoid instead of the literal ln(sigmoid(.))
+    normalize_input: bool = True  # FF: L2-normalise the first layer's input too
     layer_order: LayerOrder = LayerOrder.per_batch
     train_subset: int | None = None  # first N training samples; None = all 60000
     description: str = ""

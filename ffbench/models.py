@@ -79,17 +79,22 @@ class LayerGoodness(torch.autograd.Function):
 
 class FFNet(nn.Module):
     """784-800-10 Forward-Forward net: every layer is Linear + ReLU on an L2-normalised input,
-    trained on its own goodness g = ||a||^2 (eqs 3.4, 3.5)."""
+    trained on its own goodness g = ||a||^2 (eqs 3.4, 3.5). `normalize_input=False` feeds the
+    first layer the raw image, as section 3 writes it (x for the first layer, a^norm after)."""
 
-    def __init__(self, sizes: tuple[int, ...] = (784, 800, 10)):
+    def __init__(self, sizes: tuple[int, ...] = (784, 800, 10), normalize_input: bool = True):
         super().__init__()
         self.layers = nn.ModuleList(
             nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
         )
+        self.normalize_input = normalize_input
+
+    def normalizes(self, i: int) -> bool:
+        return i > 0 or self.normalize_input
 
     def layer_forward(self, i: int, h: torch.Tensor) -> torch.Tensor:
         """Activation a_i of layer i from the (unnormalised) output of layer i-1, by autograd."""
-        return torch.relu(self.layers[i](l2_normalize(h)))
+        return torch.relu(self.layers[i](l2_normalize(h) if self.normalizes(i) else h))
 
     def layer_goodness(
         self, i: int, h: torch.Tensor, normalize: bool = True
@@ -101,13 +106,14 @@ class FFNet(nn.Module):
     def goodnesses(
         self, x: torch.Tensor, fused: bool = True, input_normalized: bool = False
     ) -> list[torch.Tensor]:
-        """Goodness of every layer for label-overlaid inputs (`input_normalized`: x is x^norm
-        already). Each layer's input is detached, so the gradient of layer i's loss reaches
-        layer i's weights only. `fused=False` is the plain autograd path."""
+        """Goodness of every layer for label-overlaid inputs (`input_normalized`: x is already
+        what the first layer takes). Each layer's input is detached, so the gradient of layer i's
+        loss reaches layer i's weights only. `fused=False` is the plain autograd path."""
         out, h = [], x
         for i in range(len(self.layers)):
             if fused:
-                g, h = self.layer_goodness(i, h, normalize=i > 0 or not input_normalized)
+                normalize = self.normalizes(i) and not (i == 0 and input_normalized)
+                g, h = self.layer_goodness(i, h, normalize=normalize)
             else:
                 h = self.layer_forward(i, h.detach())
                 g = goodness(h)
@@ -130,6 +136,8 @@ class FFNet(nn.Module):
             x0 = x[s : s + chunk].clone()
             x0[:, :N_CLASSES] = 0.0
             r = (1.0 / (torch.sqrt(x0.square().sum(dim=1) + 1.0) + NORM_EPS))[:, None]
+            if not self.normalize_input:
+                r = torch.ones_like(r)
             base = x0 @ first.weight.T
             scores = []
             for k in range(N_CLASSES):

@@ -76,7 +76,7 @@ class FFTask:
         self.exp = exp
         self.chunk = chunk
         self.data = data
-        self.model = FFNet(exp.sizes).to(device)
+        self.model = FFNet(exp.sizes, exp.normalize_input).to(device)
         self.optimizers = [
             make_optimizer(exp.optimizer, m.parameters(), exp.lr) for m in self.model.layers
         ]
@@ -85,6 +85,8 @@ class FFTask:
         x = data.x_train
         self.onehot = F.one_hot(data.y_train, N_CLASSES).to(x.dtype)
         self.inv_norm = 1.0 / (torch.sqrt(x[:, N_CLASSES:].square().sum(1) + 1.0) + NORM_EPS)
+        if not exp.normalize_input:  # the first layer takes the raw overlaid image
+            self.inv_norm = torch.ones_like(self.inv_norm)
         self.x_scaled = x * self.inv_norm[:, None]  # x_j / ||overlay(x_j)||, label pixels 0
         self.x_scaled[:, :N_CLASSES] = 0.0
         self.x_pos = self.x_scaled.clone()

@@ -88,12 +88,13 @@ def test_fused_layer_gradient_matches_autograd(normalize):
         torch.testing.assert_close(got, want)
 
 
-def test_fast_label_scoring_equals_ten_overlaid_passes():
+@pytest.mark.parametrize("normalize_input", [True, False])
+def test_fast_label_scoring_equals_ten_overlaid_passes(normalize_input):
     torch.manual_seed(1)
-    net = FFNet()
+    net = FFNet(normalize_input=normalize_input)
     with torch.no_grad():
         for layer in net.layers:
-            layer.weight.mul_(20)  # make the goodness large enough to tell labels apart
+            layer.weight.mul_(20 if normalize_input else 2)  # labels must score differently
     x = torch.rand(50, 784)
     fast, plain = net.goodness_per_label(x), net.goodness_per_label_plain(x)
     torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-4)

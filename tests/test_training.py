@@ -41,11 +41,12 @@ def test_negatives_never_pair_an_image_with_itself(synthetic):
         assert ((neg >= 0) & (neg < 64)).all()
 
 
-@pytest.mark.parametrize("name", ["adj_FFA0_1", "FFA1"])
-def test_fast_ff_path_matches_the_straightforward_one(mnist_small, name):
+@pytest.mark.parametrize("name, normalize_input", [("adj_FFA0_1", True), ("FFA1", True),
+                                                   ("adj_FFA1_2", False)])  # fmt: skip
+def test_fast_ff_path_matches_the_straightforward_one(mnist_small, name, normalize_input):
     """FFTask (pre-normalised inputs, fused goodness, chunked batches) against ReferenceFFTask
     (overlays per batch, separate positive and negative passes, plain autograd)."""
-    exp = dataclasses.replace(get(name), epochs=3, lr=0.02)
+    exp = dataclasses.replace(get(name), epochs=3, lr=0.02, normalize_input=normalize_input)
     runs = []
     for task_class in (FFTask, ReferenceFFTask):
         torch.manual_seed(0)
