@@ -421,6 +421,40 @@ def fetch_data(
     console.print(f"MNIST ok: {path}", highlight=False)
 
 
+figure_app = typer.Typer(help="Figures of the notes and the seeds, as PNG files.")
+app.add_typer(figure_app, name="figure")
+FigureOutput = Annotated[Path | None, typer.Option("--output", help="PNG file to write.")]
+
+
+@figure_app.command("losses")
+def figure_losses(runs_dir: RunsDir = Path("runs"), output: FigureOutput = None) -> None:
+    """L0, L1 and their adjusted forms against goodness, for theta = 0, 1, 2 (section 3.2)."""
+    from ffbench.figures import losses_figure
+
+    path = losses_figure(output or runs_dir / "figures" / "losses.png")
+    console.print(f"wrote {path}", highlight=False)
+
+
+@app.command("plot")
+def plot_runs(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (RUNS/<name>/seed-<S>...).")],
+    output: FigureOutput = None,
+    runs_dir: RunsDir = Path("runs"),
+) -> None:
+    """Learning curves (loss, and test accuracy where recorded) of runs on one figure."""
+    from ffbench.figures import learning_curves
+
+    for run in runs:
+        if not (run / "metrics.csv").is_file():
+            raise typer.BadParameter(
+                f"{run} has no metrics.csv; give run directories such as "
+                f"{runs_dir}/DNN_base/seed-0",
+                param_hint="RUNS",
+            )
+    path = learning_curves(runs, output or runs_dir / "figures" / "curves.png")
+    console.print(f"wrote {path}", highlight=False)
+
+
 class BenchFormat(str, Enum):
     rich = "rich"
     json = "json"

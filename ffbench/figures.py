@@ -1,0 +1,86 @@
+"""Figures (matplotlib, PNG): the notes' loss curves (section 3.2) and learning curves of runs."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no screen
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from ffbench.losses import Loss, ff_loss_terms  # noqa: E402
+from ffbench.runner import RESULT, read_json  # noqa: E402
+
+THETAS = (0.0, 1.0, 2.0)  # the three thresholds of the notes' plots
+LOSS_STYLES = {Loss.L0: "tab:blue", Loss.L1: "tab:red", Loss.adj_L0: "tab:cyan",
+               Loss.adj_L1: "tab:orange"}  # fmt: skip
+
+
+def save(fig: plt.Figure, path: Path) -> Path:
+    """Write the PNG to a temporary name, then move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def losses_figure(path: Path) -> Path:
+    """L0, L1 (eqs 3.13, 3.16) and their adjusted forms (4.1, 4.2) as functions of the goodness
+    of one sample, for a positive and for a negative sample, at theta = 0, 1, 2."""
+    g = torch.linspace(0.0, 8.0, 400)
+    fig, axes = plt.subplots(2, len(THETAS), figsize=(13, 7), sharex=True)
+    for col, theta in enumerate(THETAS):
+        for row, positive in enumerate((True, False)):
+            ax = axes[row, col]
+            empty = torch.empty(0)
+            for kind, color in LOSS_STYLES.items():
+                pair = (g, empty) if positive else (empty, g)
+                terms = ff_loss_terms(kind, *pair, theta, stable=True)
+                ax.plot(g, terms, color=color, linestyle="--" if "adj" in kind.value else "-",
+                        label=kind.value)  # fmt: skip
+            ax.axvline(theta, color="grey", linewidth=0.8, linestyle=":")
+            ax.set_title(f"{'positive' if positive else 'negative'} sample, θ = {theta:g}")
+            ax.set_ylim(-5.0, 5.0)
+            ax.grid(alpha=0.3)
+            if row == 1:
+                ax.set_xlabel("goodness g = ||a||²")
+            if col == 0:
+                ax.set_ylabel("loss term")
+    axes[0, 0].legend(loc="upper right")
+    fig.suptitle("Per-sample FF loss terms against goodness (dotted line: θ); "
+                 "the adjusted forms stay within ±ln 2")  # fmt: skip
+    return save(fig, path)
+
+
+def run_label(run: Path) -> str:
+    result = read_json(run / RESULT) if (run / RESULT).exists() else {}
+    acc = result.get("test_accuracy", math.nan)
+    tail = "running/interrupted" if not result else f"{result['status']}, acc {acc * 100:.2f}%"
+    return f"{run.parent.name}/{run.name} ({tail})"
+
+
+def learning_curves(runs: list[Path], path: Path) -> Path:
+    """Loss per epoch, and test accuracy where recorded, of several runs on shared axes."""
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(13, 5))
+    for run in runs:
+        metrics = pd.read_csv(run / "metrics.csv")
+        label = run_label(run)
+        loss_ax.plot(metrics.epoch, metrics.loss, label=label)
+        acc = metrics.dropna(subset=["test_accuracy"])
+        acc_ax.plot(acc.epoch, acc.test_accuracy * 100, marker="o", markersize=3, label=label)
+    loss_ax.set(xlabel="epoch", ylabel="training loss (backprop: CE; FF: sum over layers)",
+                title="loss")  # fmt: skip
+    acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+    acc_ax.legend(fontsize=8)
+    fig.suptitle("learning curves")
+    return save(fig, path)

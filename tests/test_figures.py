@@ -1,0 +1,33 @@
+from test_table import fake_run
+from typer.testing import CliRunner
+
+from ffbench.cli import app
+
+runner = CliRunner()
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_losses_figure_is_a_png(tmp_path):
+    out = runner.invoke(app, ["figure", "losses", "--output", str(tmp_path / "l.png")])
+    assert out.exit_code == 0, out.output
+    data = (tmp_path / "l.png").read_bytes()
+    assert data.startswith(PNG) and len(data) > 20_000  # six labelled panels, not an empty canvas
+
+
+def test_plot_draws_several_runs(tmp_path):
+    runs = []
+    for name, acc in [("DNN_base", 0.9), ("FFA0", float("nan"))]:
+        path = fake_run(tmp_path, name, 0, "finished", acc, 1.0)
+        (path / "metrics.csv").write_text(
+            "epoch,batch,rate,loss,seconds,test_accuracy\n1,50,0.001,2.0,1.0,\n2,60,0.0012,1.5,2.0,0.8\n"
+        )
+        runs.append(str(path))
+    out = runner.invoke(app, ["plot", *runs, "--output", str(tmp_path / "c.png")])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "c.png").read_bytes().startswith(PNG)
+
+
+def test_plot_of_a_folder_that_is_not_a_run(tmp_path):
+    out = runner.invoke(app, ["plot", str(tmp_path), "--output", str(tmp_path / "c.png")])
+    assert out.exit_code == 2 and "no metrics.csv" in out.output
+    assert not (tmp_path / "c.png").exists()
