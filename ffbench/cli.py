@@ -435,6 +435,21 @@ def figure_losses(runs_dir: RunsDir = Path("runs"), output: FigureOutput = None)
     console.print(f"wrote {path}", highlight=False)
 
 
+@figure_app.command("cosine")
+def figure_cosine(
+    runs_dir: RunsDir = Path("runs"), output: FigureOutput = None, data_dir: DataDir = None
+) -> None:
+    """|cos| of random directions as n grows, and of forward gradients on our MLP."""
+    from ffbench.figures import cosine_figure
+
+    try:
+        data = mnist.load(data_dir or mnist.default_data_dir(), "cpu", 256, log=err.print)
+    except mnist.DataError as e:
+        fail(str(e))
+    path = cosine_figure(output or runs_dir / "figures" / "cosine.png", data.x_train, data.y_train)
+    console.print(f"wrote {path}", highlight=False)
+
+
 @app.command("plot")
 def plot_runs(
     runs: Annotated[list[Path], typer.Argument(help="Run directories (RUNS/<name>/seed-<S>...).")],

@@ -19,6 +19,9 @@ from ffbench.schedules import BatchGrowth, LrScaling
 class Method(str, Enum):
     backprop = "backprop"
     ff = "ff"
+    fg_weight = "fg_weight"  # forward gradient, weight perturbation
+    fg_activity = "fg_activity"  # forward gradient, activity perturbation
+    fg_local = "fg_local"  # activity perturbation of local losses
 
 
 class Optimizer(str, Enum):
@@ -171,3 +174,18 @@ _paper_row("adj_FFA0_2", Method.ff, Loss.adj_L0, "FF, adjusted L0 (eq 4.1), Adam
 _paper_row("adj_FFA1_3", Method.ff, Loss.adj_L1, "FF, adjusted L1 (eq 4.2), Adam")
 
 PAPER_ROWS: list[str] = list(PAPER)
+
+# Beyond the notes: forward gradients on the same MLP (second seed), DNN_base's schedule. The
+# weight-perturbed estimate's noise comes from its one random direction, not from the batch, so
+# a bigger batch does not allow a bigger step: FG_weight keeps its rate (with it grown, it
+# diverges within 10 epochs).
+for _name, _method, _scaling, _what in [
+    ("FG_weight", Method.fg_weight, LrScaling.none,
+     "forward gradient, one random direction over all weights"),
+    ("FG_activity", Method.fg_activity, LrScaling.linear,
+     "forward gradient, perturbed pre-activations per layer"),
+    ("FG_local", Method.fg_local, LrScaling.linear,
+     "forward gradient of local losses, perturbed pre-activations"),
+]:  # fmt: skip
+    register(dataclasses.replace(REGISTRY["DNN_base"], name=_name, method=_method,
+                                 lr_scaling=_scaling, description=_what))  # fmt: skip

@@ -84,3 +84,62 @@ def learning_curves(runs: list[Path], path: Path) -> Path:
     acc_ax.legend(fontsize=8)
     fig.suptitle("learning curves")
     return save(fig, path)
+
+
+def cosine_figure(path: Path, images: torch.Tensor, labels: torch.Tensor, draws: int = 50) -> Path:
+    """The second seed's experiment, then the same on our network.
+
+    Left: the distribution of |cos| between two independent N(0, I_n) vectors, n = 4 .. 80 (the
+    seed's plot): it crowds towards 0 as n grows. Right: |cos| between a forward-gradient
+    estimate and the true gradient of the 784-h-10 MLP on a batch of MNIST, against the number
+    of perturbed dimensions, for weight and activity perturbation, with sqrt(2 / (pi n)).
+    """
+    from ffbench.forward_grad import activity_perturbed, weight_perturbed
+    from ffbench.models import MLP
+
+    gen = torch.Generator().manual_seed(0)
+    fig, (hist_ax, mlp_ax) = plt.subplots(1, 2, figsize=(14, 5.5))
+    edges = torch.linspace(0, 1, 101)
+    for n in range(4, 81, 4):
+        a = torch.randn(20000, n, generator=gen)
+        b = torch.randn(20000, n, generator=gen)
+        cos = torch.nn.functional.cosine_similarity(a, b, dim=1).abs()
+        counts = torch.histogram(cos, bins=edges).hist
+        hist_ax.plot(edges[:-1] + 0.005, counts, color=(n / 80, 1 - n / 80, 1.0))
+    hist_ax.set(xlabel="|cos| between two independent Gaussian vectors", ylabel="count (of 20000)",
+                title="|cos| for n = 4 (cyan) .. 80 (magenta)")  # fmt: skip
+    hist_ax.grid(alpha=0.3)
+
+    x, y = images[:256], labels[:256]
+    for kind, estimator, marker in [("weight", weight_perturbed, "o"),
+                                    ("activity", activity_perturbed, "s")]:  # fmt: skip
+        dims, means, stds = [], [], []
+        for hidden in (10, 50, 200, 800):
+            torch.manual_seed(0)
+            model = MLP((x.shape[1], hidden, 10))
+            model.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            true = torch.cat([p.grad.flatten() for p in model.parameters()])
+            names = [k for k, _ in model.named_parameters()]
+            cos = []
+            for _ in range(draws):
+                _, est = estimator(model, x, y, gen)
+                flat = torch.cat([est[k].flatten() for k in names])
+                cos.append(torch.nn.functional.cosine_similarity(flat, true, dim=0).abs())
+            cos = torch.stack(cos)
+            n_params = sum(p.numel() for p in model.parameters())
+            dims.append(n_params if kind == "weight" else hidden + 10)
+            means.append(cos.mean().item())
+            stds.append(cos.std().item())
+        label = (f"{kind} perturbation (x: all {'weights' if kind == 'weight' else ''}"
+                 f"{'pre-activations per sample' if kind == 'activity' else ''})")  # fmt: skip
+        mlp_ax.errorbar(dims, means, yerr=stds, marker=marker, capsize=3, label=label)
+    n = torch.logspace(1, 6, 50)
+    mlp_ax.plot(n, torch.sqrt(2 / (math.pi * n)), "k--", label="E|cos| of random directions")
+    mlp_ax.set(xscale="log", yscale="log", xlabel="perturbed dimensions n",
+               ylabel="|cos(estimate, true gradient)|",
+               title="784-h-10 MLP, h = 10, 50, 200, 800; batch of 256")  # fmt: skip
+    mlp_ax.grid(alpha=0.3, which="both")
+    mlp_ax.legend(fontsize=8)
+    fig.suptitle("The curse of dimensionality of forward gradients")
+    return save(fig, path)

@@ -196,7 +196,13 @@ class TrainResult:
 
 
 def make_task(exp: Experiment, data: MNIST, device: torch.device):
-    return (BackpropTask if exp.method == Method.backprop else FFTask)(exp, data, device)
+    if exp.method == Method.backprop:
+        return BackpropTask(exp, data, device)
+    if exp.method == Method.ff:
+        return FFTask(exp, data, device)
+    from ffbench.forward_grad import ForwardGradTask
+
+    return ForwardGradTask(exp, data, device)
 
 
 @torch.no_grad()

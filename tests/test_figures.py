@@ -31,3 +31,11 @@ def test_plot_of_a_folder_that_is_not_a_run(tmp_path):
     out = runner.invoke(app, ["plot", str(tmp_path), "--output", str(tmp_path / "c.png")])
     assert out.exit_code == 2 and "no metrics.csv" in out.output
     assert not (tmp_path / "c.png").exists()
+
+
+def test_cosine_figure_is_a_png(tmp_path, synthetic):
+    from ffbench.figures import cosine_figure
+
+    path = cosine_figure(tmp_path / "cos.png", synthetic.x_train, synthetic.y_train, draws=3)
+    data = path.read_bytes()
+    assert data.startswith(PNG) and len(data) > 20_000

@@ -1,0 +1,151 @@
+"""Forward gradients (second seed; Baydin et al. 2022; Ren et al. 2023) on the 784-800-10 MLP.
+
+A forward gradient is an unbiased estimate of the gradient from one forward-mode pass: for a
+random direction v ~ N(0, I), the directional derivative (grad f . v) comes out of `torch.func.jvp`
+and (grad f . v) v has expectation grad f. Its alignment with grad f shrinks like 1/sqrt(n) with
+the dimension n of v, which is why
+
+- `weight`: v over all weights at once (n = 636,010 here) learns very slowly;
+- `activity`: v over each layer's pre-activations, per sample (n = 800 or 10), then the exact
+  local step to the weights, dL/dW = (dL/dz)^T h;
+- `local`: as `activity`, but each hidden layer's perturbation measures a local loss (a linear
+  softmax head on that layer, trained on its own), so no signal has to cross layers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, jvp
+
+from ffbench.models import MLP, N_CLASSES
+
+# torch's forward-mode AD loads its decompositions through torch.jit.script, which warns about
+# its own deprecation on first use; it is torch's business, not the user's.
+warnings.filterwarnings(
+    "ignore", message="`torch.jit.script` is deprecated", category=FutureWarning
+)
+
+
+class Perturbation(str, Enum):
+    weight = "weight"
+    activity = "activity"
+    local = "local"
+
+
+def weight_perturbed(model: torch.nn.Module, x, y, gen: torch.Generator):
+    """(loss, {name: (grad f . v) v}) for one v ~ N(0, I) over every parameter."""
+    params = {k: p.detach() for k, p in model.named_parameters()}
+    tangents = {
+        k: torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype)
+        for k, p in params.items()
+    }
+
+    def loss_of(p):
+        return F.cross_entropy(functional_call(model, p, (x,)), y)
+
+    loss, slope = jvp(loss_of, (params,), (tangents,))
+    return loss, {k: slope * v for k, v in tangents.items()}
+
+
+def _linears(model: MLP) -> list[torch.nn.Linear]:
+    return [m for m in model.net if isinstance(m, torch.nn.Linear)]
+
+
+def activity_perturbed(model: MLP, x, y, gen: torch.Generator, heads=None):
+    """(loss, {name: gradient estimate}) by perturbing every layer's pre-activations z_l.
+
+    For each layer, u ~ N(0, I) per sample, d_i = (dL_i/dz_i) . u_i by jvp, dL/dz ~ d u, and the
+    weights get the exact local step (dL/dz)^T h_{l-1}. With `heads` (one Linear per hidden layer)
+    a hidden layer's L is the loss of its own head instead of the network's output.
+    """
+    layers = _linears(model)
+    last = len(layers) - 1
+    n = len(x)
+    h = x
+    inputs, pre = [], []
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            inputs.append(h)
+            z = layer(h)
+            pre.append(z)
+            h = torch.relu(z) if i < last else z
+
+    def tail(i):
+        """Per-sample loss (already divided by n) as a function of z_i."""
+
+        def f(z):
+            if heads is not None and i < last:
+                return F.cross_entropy(heads[i](torch.relu(z)), y, reduction="none") / n
+            out = z
+            for j in range(i, last):
+                out = layers[j + 1](torch.relu(out))
+            return F.cross_entropy(out, y, reduction="none") / n
+
+        return f
+
+    grads = {}
+    names = {id(p): k for k, p in model.named_parameters()}
+    for i, layer in enumerate(layers):
+        u = torch.randn(pre[i].shape, generator=gen, device=x.device, dtype=x.dtype)
+        _, slope = jvp(tail(i), (pre[i],), (u,))  # per-sample directional derivatives
+        grad_z = slope[:, None] * u
+        grads[names[id(layer.weight)]] = grad_z.T @ inputs[i]
+        grads[names[id(layer.bias)]] = grad_z.sum(0)
+    loss = F.cross_entropy(h, y)
+    return loss, grads
+
+
+class ForwardGradTask:
+    """FG_weight / FG_activity / FG_local: the MLP of DNN_base trained by forward gradients."""
+
+    def __init__(self, exp, data, device: torch.device):
+        from ffbench.training import make_optimizer
+
+        self.data = data
+        self.kind = Perturbation(exp.method.value.removeprefix("fg_"))
+        self.model = MLP(exp.sizes).to(device)
+        params = list(self.model.parameters())
+        self.heads = None
+        if self.kind == Perturbation.local:
+            self.heads = torch.nn.ModuleList(
+                torch.nn.Linear(n, N_CLASSES) for n in exp.sizes[1:-1]
+            ).to(device)
+            params += list(self.heads.parameters())
+        self.optimizers = [make_optimizer(exp.optimizer, params, exp.lr)]
+        self.phases: list[int | None] = [None]
+
+    def step_gradients(self, x, y, gen):
+        if self.kind == Perturbation.weight:
+            return weight_perturbed(self.model, x, y, gen)
+        return activity_perturbed(self.model, x, y, gen, self.heads)
+
+    def train_epoch(self, phase, batch: int, gen: torch.Generator) -> torch.Tensor:
+        d = self.data
+        n = len(d.x_train)
+        perm = torch.randperm(n, device=d.x_train.device, generator=gen)
+        x_all, y_all = d.x_train[perm], d.y_train[perm]
+        (opt,) = self.optimizers
+        params = dict(self.model.named_parameters())
+        total = torch.zeros((), device=x_all.device)
+        for s in range(0, n, batch):
+            x, y = x_all[s : s + batch], y_all[s : s + batch]
+            opt.zero_grad(set_to_none=True)
+            loss, grads = self.step_gradients(x, y, gen)
+            for k, g in grads.items():
+                params[k].grad = g
+            if self.heads is not None:  # each head learns its own layer's task, locally
+                features = x
+                for i, head in enumerate(self.heads):
+                    with torch.no_grad():
+                        features = torch.relu(_linears(self.model)[i](features))
+                    F.cross_entropy(head(features), y).backward()
+            opt.step()
+            total += loss.detach() * len(x)
+        return total / n
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.predict(x)
