@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ffbench.experiments import get
-from ffbench.training import FFTask, ReferenceFFTask, train
+from ffbench.training import BackpropTask, FFTask, ReferenceFFTask, train
 
 CPU = torch.device("cpu")
 
@@ -61,6 +61,21 @@ def test_fast_ff_path_matches_the_straightforward_one(mnist_small, name, normali
     for key in fast_w:
         torch.testing.assert_close(fast_w[key], plain_w[key], rtol=1e-3, atol=1e-5)
     assert (fast_pred == plain_pred).float().mean() > 0.99
+
+
+def test_chunked_backprop_is_the_same_update(mnist_small):
+    exp = dataclasses.replace(get("DNN_base"), epochs=2)
+    states = []
+    for chunk in (300, 10**9):
+        torch.manual_seed(0)
+        task = BackpropTask(exp, mnist_small, CPU, chunk=chunk)
+        gen = torch.Generator().manual_seed(0)
+        losses = [task.train_epoch(None, b, gen).item() for b in (100, 2000)]
+        states.append((losses, task.model.state_dict()))
+    (loss_a, w_a), (loss_b, w_b) = states
+    assert loss_a == pytest.approx(loss_b, rel=1e-5)
+    for key in w_a:
+        torch.testing.assert_close(w_a[key], w_b[key])
 
 
 def test_literal_loss_diverges_and_stops_where_the_stable_one_does_not(mnist_small):
