@@ -349,8 +349,11 @@ def sweep(
     runs = runs_dir.resolve()
     ex = make_executor(executor, runs / ".submitit", timeout_min, partition, gpus_per_node,
                        cpus_per_task)  # fmt: skip
-    jobs = submit(ex, matrix, runs, root, device.value, eval_every, force, resume,
-                  checkpoint_every)  # fmt: skip
+    options = dict(
+        runs_dir=runs, data_dir=root, device=device.value, eval_every=eval_every, force=force,
+        resume=resume, checkpoint_every=checkpoint_every,
+    )  # fmt: skip
+    jobs = submit(ex, matrix, options)
     console.print(f"submitted {len(jobs)} jobs ({executor.value}); logs in {runs / '.submitit'}")
     if executor == ExecutorKind.slurm and not wait:
         console.print(f"job ids: {' '.join(j.job_id for j in jobs)}; then `ffbench table`")

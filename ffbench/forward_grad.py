@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, jvp
 
 from ffbench.models import MLP, N_CLASSES
+from ffbench.training import BackpropTask, make_optimizer
 
 # torch's forward-mode AD loads its decompositions through torch.jit.script, which warns about
 # its own deprecation on first use; it is torch's business, not the user's.
@@ -99,53 +100,32 @@ def activity_perturbed(model: MLP, x, y, gen: torch.Generator, heads=None):
     return loss, grads
 
 
-class ForwardGradTask:
+class ForwardGradTask(BackpropTask):
     """FG_weight / FG_activity / FG_local: the MLP of DNN_base trained by forward gradients."""
 
     def __init__(self, exp, data, device: torch.device):
-        from ffbench.training import make_optimizer
-
-        self.data = data
+        super().__init__(exp, data, device)
         self.kind = Perturbation(exp.method.value.removeprefix("fg_"))
-        self.model = MLP(exp.sizes).to(device)
-        params = list(self.model.parameters())
         self.heads = None
         if self.kind == Perturbation.local:
             self.heads = torch.nn.ModuleList(
                 torch.nn.Linear(n, N_CLASSES) for n in exp.sizes[1:-1]
             ).to(device)
-            params += list(self.heads.parameters())
-        self.optimizers = [make_optimizer(exp.optimizer, params, exp.lr)]
-        self.phases: list[int | None] = [None]
+            params = list(self.model.parameters()) + list(self.heads.parameters())
+            self.optimizers = [make_optimizer(exp.optimizer, params, exp.lr)]
 
-    def step_gradients(self, x, y, gen):
+    def batch_gradients(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
         if self.kind == Perturbation.weight:
-            return weight_perturbed(self.model, x, y, gen)
-        return activity_perturbed(self.model, x, y, gen, self.heads)
-
-    def train_epoch(self, phase, batch: int, gen: torch.Generator) -> torch.Tensor:
-        d = self.data
-        n = len(d.x_train)
-        perm = torch.randperm(n, device=d.x_train.device, generator=gen)
-        x_all, y_all = d.x_train[perm], d.y_train[perm]
-        (opt,) = self.optimizers
+            loss, grads = weight_perturbed(self.model, x, y, gen)
+        else:
+            loss, grads = activity_perturbed(self.model, x, y, gen, self.heads)
         params = dict(self.model.named_parameters())
-        total = torch.zeros((), device=x_all.device)
-        for s in range(0, n, batch):
-            x, y = x_all[s : s + batch], y_all[s : s + batch]
-            opt.zero_grad(set_to_none=True)
-            loss, grads = self.step_gradients(x, y, gen)
-            for k, g in grads.items():
-                params[k].grad = g
-            if self.heads is not None:  # each head learns its own layer's task, locally
-                features = x
-                for i, head in enumerate(self.heads):
-                    with torch.no_grad():
-                        features = torch.relu(_linears(self.model)[i](features))
-                    F.cross_entropy(head(features), y).backward()
-            opt.step()
-            total += loss.detach() * len(x)
-        return total / n
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.predict(x)
+        for k, g in grads.items():
+            params[k].grad = g
+        if self.heads is not None:  # each head learns its own layer's task, locally
+            features = x
+            for i, head in enumerate(self.heads):
+                with torch.no_grad():
+                    features = torch.relu(_linears(self.model)[i](features))
+                F.cross_entropy(head(features), y).backward()
+        return loss.detach()

@@ -26,30 +26,22 @@ class ExecutorKind(str, Enum):
     slurm = "slurm"
 
 
-def run_job(
-    exp: Experiment,
-    seed: int,
-    runs_dir: Path,
-    data_dir: Path,
-    device: str,
-    eval_every: int,
-    force: bool,
-    resume: bool,
-    checkpoint_every: int,
-) -> dict:
-    """One (experiment, seed) run inside a job; returns its result.json contents."""
+def run_job(exp: Experiment, seed: int, options: dict) -> dict:
+    """One (experiment, seed) run inside a job; returns its result.json contents. `options`:
+    runs_dir, data_dir, device, eval_every, force, resume, checkpoint_every."""
+    device = options["device"]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    data = mnist.load(data_dir, dev, exp.train_subset)
+    data = mnist.load(options["data_dir"], dev, exp.train_subset)
 
     def log(record: dict) -> None:
         epoch = f"epoch {record['epoch']}/{exp.epochs}"
         print(f"{exp.name} seed {seed} {epoch} loss {record['loss']:.4f}", flush=True)
 
     out = execute(
-        exp, seed, data, dev, runs_dir, eval_every, force, log,
-        resume=resume, checkpoint_every=checkpoint_every,
+        exp, seed, data, dev, options["runs_dir"], options["eval_every"], options["force"], log,
+        resume=options["resume"], checkpoint_every=options["checkpoint_every"],
     )  # fmt: skip
     return out.result
 
@@ -79,22 +71,8 @@ def make_executor(
 
 
 def submit(
-    executor: submitit.Executor,
-    matrix: list[tuple[Experiment, int]],
-    runs_dir: Path,
-    data_dir: Path,
-    device: str,
-    eval_every: int,
-    force: bool,
-    resume: bool,
-    checkpoint_every: int,
+    executor: submitit.Executor, matrix: list[tuple[Experiment, int]], options: dict
 ) -> list[submitit.Job]:
     """Submit the whole matrix at once (a job array on SLURM)."""
-    n = len(matrix)
-    return executor.map_array(
-        run_job,
-        [exp for exp, _ in matrix],
-        [seed for _, seed in matrix],
-        [runs_dir] * n, [data_dir] * n, [device] * n, [eval_every] * n, [force] * n,
-        [resume] * n, [checkpoint_every] * n,
-    )  # fmt: skip
+    exps, seeds = [exp for exp, _ in matrix], [seed for _, seed in matrix]
+    return executor.map_array(run_job, exps, seeds, [options] * len(matrix))

@@ -49,19 +49,24 @@ class BackpropTask:
         perm = torch.randperm(n, device=d.x_train.device, generator=gen)
         x, y = d.x_train[perm], d.y_train[perm]
         (opt,) = self.optimizers
-        chunk = min(batch, self.chunk)
         total = torch.zeros((), device=x.device)
         for s in range(0, n, batch):
             b = min(batch, n - s)
             opt.zero_grad(set_to_none=True)
-            for c in range(s, s + b, chunk):
-                k = min(chunk, s + b - c)
-                logits = self.model(x[c : c + k])
-                loss = F.cross_entropy(logits, y[c : c + k], reduction="sum") / b
-                loss.backward()
-                total += loss.detach() * b
+            total += self.batch_gradients(x[s : s + b], y[s : s + b], gen) * b
             opt.step()
         return total / n
+
+    def batch_gradients(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
+        """Set every parameter's .grad for one batch; returns the batch's mean loss (detached)."""
+        b = len(x)
+        total = torch.zeros((), device=x.device)
+        for c in range(0, b, self.chunk):
+            loss = F.cross_entropy(self.model(x[c : c + self.chunk]), y[c : c + self.chunk],
+                                   reduction="sum") / b  # fmt: skip
+            loss.backward()
+            total += loss.detach()
+        return total
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.predict(x)
