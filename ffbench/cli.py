@@ -1,4 +1,4 @@
-"""The `ffbench` command line: list, run, table, data."""
+"""The `ffbench` command line: list, run, sweep, table, data, bench, figure, plot."""
 
 from __future__ import annotations
 
@@ -166,24 +166,16 @@ def list_experiments() -> None:
     from rich.table import Table
 
     out = Table(title="ffbench experiments")
-    for col in [
-        "Name",
-        "Method",
-        "Loss",
-        "Opt",
-        "Rate",
-        "Epochs",
-        "Batch",
-        "Paper %",
-        "Paper time",
-    ]:
+    columns = ["Name", "Method", "Loss", "Opt", "Rate", "Rate growth", "Epochs", "Batch", "Paper %",
+               "Paper time"]  # fmt: skip
+    for col in columns:
         out.add_column(col)
     for exp in REGISTRY.values():
         paper = PAPER.get(exp.name)
         acc = "" if paper is None else "NAN" if math.isnan(paper.accuracy) else f"{paper.accuracy}"
         out.add_row(
             exp.name, exp.method.value, exp.loss.value, exp.optimizer.value, f"{exp.lr:g}",
-            str(exp.epochs), f"{exp.batch_start}→{exp.batch_final}", acc,
+            exp.lr_scaling.value, str(exp.epochs), f"{exp.batch_start}→{exp.batch_final}", acc,
             paper.time if paper else "",
         )  # fmt: skip
     console.print(out)

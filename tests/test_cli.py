@@ -20,6 +20,10 @@ def test_list_shows_every_paper_row():
     for name in ("DNN_base", "FFA0", "FFA1", "adj_FFA0_2", "adj_FFA1_3"):
         assert name in out.output
     assert "97.73" in out.output and "NAN" in out.output
+    header = next(line for line in out.output.splitlines() if "Name" in line)
+    fg_weight = next(line for line in out.output.splitlines() if "FG_weight" in line)
+    assert header.count("┃") == fg_weight.count("│")  # every row fills every column
+    assert "none" in fg_weight and "Rate growth" in header
 
 
 def test_module_entry_point_works():
