@@ -98,6 +98,9 @@ def test_a_rerun_without_resume_starts_an_interrupted_run_again(tmp_path, mnist_
     wait_for_epoch(proc, 2)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    (path,) = (runs / "adj_FFA0_1").iterdir()
+    assert not (path / RESULT).exists()
     out = invoke("run", "adj_FFA0_1", "--epochs", 5, *SMALL, "--runs-dir", runs)
     assert out.exit_code == 0
     result, _ = result_of(runs, "adj_FFA0_1")
@@ -106,10 +109,10 @@ def test_a_rerun_without_resume_starts_an_interrupted_run_again(tmp_path, mnist_
 
 def test_two_processes_on_the_same_run(tmp_path, mnist_root):
     runs = tmp_path / "runs"
-    proc = start_run(runs)
+    proc = start_run(runs, "--epochs", "5000")  # long enough to still be running when asked
     try:
         wait_for_epoch(proc, 1)
-        out = invoke("run", "adj_FFA0_1", "--epochs", 40, *SMALL, "--runs-dir", runs)
+        out = invoke("run", "adj_FFA0_1", "--epochs", 5000, *SMALL, "--runs-dir", runs)
         assert out.exit_code == 1 and "is taken by pid" in out.output
         assert str(proc.pid) in out.output
     finally:
