@@ -33,10 +33,6 @@ def ff_flops_per_sample(sizes: tuple[int, ...]) -> int:
     return 2 * sum(4 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
-def forward_flops_per_sample(sizes: tuple[int, ...]) -> int:
-    return sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
