@@ -130,8 +130,8 @@ def claim(path: Path, force: bool, resume: bool = False) -> tuple[bool, Path | N
             return False, None
         if (holder := _holder(path)) is not None:
             raise RunTaken(
-                f"run {path} is taken by pid {holder['pid']} on {holder['host']}; "
-                "wait for it, or pick another --seed"
+                f"run {path} is taken by pid {holder['pid']} on {holder['host']}; wait for it, "
+                f"pick another --seed, or if that process is gone delete {path / LOCK}"
             ) from None
         if resume and not finished and (path / CHECKPOINT).exists():
             write_json(path / LOCK, {"pid": os.getpid(), "host": socket.gethostname()})
