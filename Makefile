@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 RUNS ?= runs
 EPOCHS ?=
 SEEDS ?=
+# Runs at once for `make reproduce`: one per core on a CPU (each with one thread), 1 on a GPU.
+JOBS ?= $(shell $(BIN)/python -c 'import os, torch; print(1 if torch.cuda.is_available() else os.cpu_count())')
 EPOCHS_FLAG := $(if $(EPOCHS),--epochs $(EPOCHS))
 SEEDS_FLAG := $(if $(SEEDS),--seeds $(SEEDS))
 
@@ -28,7 +30,7 @@ test: data
 
 # All ten rows of the notes' table at full length (EPOCHS=20 for a short look, SEEDS=3 for mean ± std).
 reproduce: data
-	$(BIN)/ffbench run --paper $(EPOCHS_FLAG) $(SEEDS_FLAG) --runs-dir $(RUNS)
+	$(BIN)/ffbench run --paper --jobs $(JOBS) --eval-every 20 $(EPOCHS_FLAG) $(SEEDS_FLAG) --runs-dir $(RUNS)
 	$(BIN)/ffbench table --runs-dir $(RUNS)
 
 table: setup

@@ -103,6 +103,9 @@ Force = Annotated[bool, typer.Option("--force", help="Re-run even if a result ex
 Resume = Annotated[bool, typer.Option("--resume", help="Continue interrupted runs.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the run matrix; run nothing.")]
 CheckpointEvery = Annotated[int, typer.Option(min=1, help="Checkpoint every K epochs.")]
+Jobs = Annotated[
+    int, typer.Option(min=1, help="Runs at once, each with 1/N of the threads (CPU only).")
+]
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -205,9 +208,10 @@ def run(
     force: Force = False,
     resume: Resume = False,
     checkpoint_every: CheckpointEvery = 10,
+    jobs: Jobs = 1,
     dry_run: DryRun = False,
 ) -> None:
-    """Train experiments (x seeds) one after another, each into its own run directory."""
+    """Train experiments (x seeds), each into its own run directory, `--jobs` at a time."""
     matrix = run_matrix(
         names, paper, seed, seeds, epochs=epochs, train_subset=train_subset,
         batch_start=batch_start, batch_final=batch_final, lr=lr, batch_growth=batch_growth,
@@ -218,43 +222,109 @@ def run(
         show_matrix(matrix, runs_dir)
         return
     dev = resolve_device(device)
+    if jobs > 1 and dev.type == "cuda":
+        raise typer.BadParameter(
+            "runs at once would share one GPU; use --jobs 1, or `ffbench sweep` on a cluster",
+            param_hint="--jobs",
+        )
     try:
         check_writable(runs_dir)
     except OSError as e:
         raise typer.BadParameter(str(e), param_hint="--runs-dir") from None
+    root = data_dir or mnist.default_data_dir()
+    labels = {f"{exp.name} seed {s}": epochs_in_all(exp) for exp, s in matrix}
+    if jobs > 1 and len(matrix) > 1:
+        failed = run_parallel(matrix, labels, root, dev, runs_dir, jobs, eval_every, force,
+                              resume, checkpoint_every)  # fmt: skip
+    else:
+        failed = run_serial(matrix, labels, root, dev, runs_dir, train_subset, eval_every, force,
+                            resume, checkpoint_every)  # fmt: skip
+    if failed:
+        raise typer.Exit(1)
+
+
+def epochs_in_all(exp: Experiment) -> int:
+    """Progress steps of a run: greedy FF trains the layers one after another, each for all
+    epochs."""
+    if exp.method == Method.ff and exp.layer_order == LayerOrder.greedy:
+        return exp.epochs * (len(exp.sizes) - 1)
+    return exp.epochs
+
+
+def run_serial(matrix, labels, root, dev, runs_dir, train_subset, eval_every, force, resume,
+               checkpoint_every) -> int:  # fmt: skip
+    """The runs one after another in this process; returns how many failed."""
     try:
-        data = mnist.load(data_dir or mnist.default_data_dir(), dev, train_subset, log=err.print)
+        data = mnist.load(root, dev, train_subset, log=err.print)
     except mnist.DataError as e:
         fail(str(e))
     failed = 0
-    for exp, s in matrix:
-        label = f"{exp.name} seed {s}"
-        phases = len(exp.sizes) - 1 if exp.layer_order == LayerOrder.greedy else 1
-        total = exp.epochs * (phases if exp.method == Method.ff else 1)
+    for (exp, s), label in zip(matrix, labels, strict=True):
         try:
-            with EpochProgress(console, label, total) as progress:
+            with EpochProgress(console, {label: labels[label]}) as progress:
                 out = execute(
-                    exp, s, data, dev, runs_dir, eval_every, force, progress,
+                    exp, s, data, dev, runs_dir, eval_every, force, progress.for_run(label),
                     resume=resume, checkpoint_every=checkpoint_every,
                 )  # fmt: skip
         except RunTaken as e:
             fail(str(e))
         except KeyboardInterrupt:
             fail(f"{label} interrupted; `ffbench run ... --resume` continues it", code=130)
-        r = out.result
-        failed += r["status"] == "failed"
-        what = "already done (use --force to re-run)" if out.skipped else r["status"]
-        acc = r["test_accuracy"]
-        acc_text = "NAN" if math.isnan(acc) else f"{acc:.4f}"
-        console.print(
-            f"{label}: {what}, test accuracy {acc_text}, "
-            f"train {r.get('train_seconds', math.nan):.1f} s -> {out.path}",
-            highlight=False,
-        )
-        if r["status"] == "failed":
-            err.print(f"[red]{label} failed:[/] {r.get('error')}", highlight=False)
-    if failed:
-        raise typer.Exit(1)
+        failed += report(label, out)
+    return failed
+
+
+def run_parallel(matrix, labels, root, dev, runs_dir, jobs, eval_every, force, resume,
+                 checkpoint_every) -> int:  # fmt: skip
+    """The runs `jobs` at a time in worker processes (`ffbench.sweep.run_pool`); returns how
+    many failed. A run another process holds is reported and the others go on."""
+    from ffbench.sweep import run_pool
+
+    try:
+        mnist.fetch(root, log=err.print)  # once here, not racing in every worker
+    except mnist.DataError as e:
+        fail(str(e))
+    options = dict(
+        runs_dir=runs_dir.resolve(), data_dir=root.resolve(), device=dev.type,
+        eval_every=eval_every, force=force, resume=resume, checkpoint_every=checkpoint_every,
+    )  # fmt: skip
+    failed = 0
+    with EpochProgress(console, labels) as progress:
+
+        def on_epoch(name: str, seed: int, record: dict) -> None:
+            progress(f"{name} seed {seed}", record)
+
+        def on_done(exp: Experiment, seed: int, future) -> None:
+            nonlocal failed
+            label = f"{exp.name} seed {seed}"
+            try:
+                failed += report(label, future.result())
+            except RunTaken as e:
+                failed += 1
+                err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+
+        try:
+            run_pool(matrix, options, jobs, on_epoch, on_done)
+        except KeyboardInterrupt:
+            fail("interrupted; `ffbench run ... --resume` continues the unfinished runs", 130)
+    return failed
+
+
+def report(label: str, out) -> int:
+    """One line for a run that ended (or was already done); 1 if it failed, else 0."""
+    r = out.result
+    what = "already done (use --force to re-run)" if out.skipped else r["status"]
+    acc = r["test_accuracy"]
+    acc_text = "NAN" if math.isnan(acc) else f"{acc:.4f}"
+    console.print(
+        f"{label}: {what}, test accuracy {acc_text}, "
+        f"train {r.get('train_seconds', math.nan):.1f} s -> {out.path}",
+        highlight=False,
+    )
+    if r["status"] == "failed":
+        err.print(f"[red]{label} failed:[/] {r.get('error')}", highlight=False)
+        return 1
+    return 0
 
 
 def run_matrix(
@@ -353,7 +423,7 @@ def sweep(
     failed = 0
     for (exp, s), job in zip(matrix, jobs, strict=True):
         try:
-            r = job.result()
+            r = job.result().result
         except Exception as e:  # a job that crashed outright (its log says why)
             failed += 1
             err.print(f"{exp.name} seed {s}: job {job.job_id} failed: {str(e).splitlines()[0]}")

@@ -112,7 +112,7 @@ class ForwardGradTask(BackpropTask):
                 torch.nn.Linear(n, N_CLASSES) for n in exp.sizes[1:-1]
             ).to(device)
             params = list(self.model.parameters()) + list(self.heads.parameters())
-            self.optimizers = [make_optimizer(exp.optimizer, params, exp.lr)]
+            self.optimizers = [make_optimizer(exp.optimizer, params, exp.lr, device)]
 
     def batch_gradients(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
         if self.kind == Perturbation.weight:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -18,11 +19,14 @@ def describe(record: dict) -> str:
 
 
 class EpochProgress:
-    """Use as a context manager; call it with each epoch's record."""
+    """Use as a context manager over one run or several at once (`run --jobs`): one bar per run
+    on a terminal, one plain line per epoch otherwise. `progress(label, record)` reports an epoch;
+    `progress.for_run(label)` is that call for one run, as `execute` wants it."""
 
-    def __init__(self, console: Console, label: str, total: int):
-        self.console, self.label, self.total = console, label, total
+    def __init__(self, console: Console, runs: dict[str, int]):
+        self.console, self.totals = console, runs  # label -> epochs in all
         self.bar: Progress | None = None
+        self.tasks: dict[str, int] = {}
 
     def __enter__(self) -> EpochProgress:
         if self.console.is_terminal:
@@ -35,18 +39,24 @@ class EpochProgress:
                 console=self.console,
             )
             self.bar.start()
-            self.task = self.bar.add_task(self.label, total=self.total, status="")
+            for label, total in self.totals.items():
+                self.tasks[label] = self.bar.add_task(label, total=total, status="", start=False)
         return self
 
-    def __call__(self, record: dict) -> None:
+    def __call__(self, label: str, record: dict) -> None:
         if self.bar is not None:
-            self.bar.update(self.task, completed=record["epoch"], status=describe(record))
+            task = self.tasks[label]
+            self.bar.start_task(task)
+            self.bar.update(task, completed=record["epoch"], status=describe(record))
         else:
             print(
-                f"{self.label} epoch {record['epoch']}/{self.total} {describe(record)} "
+                f"{label} epoch {record['epoch']}/{self.totals[label]} {describe(record)} "
                 f"{record['seconds']:.1f}s",
                 flush=True,
             )
+
+    def for_run(self, label: str) -> Callable[[dict], None]:
+        return lambda record: self(label, record)
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:

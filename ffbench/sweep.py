@@ -1,12 +1,20 @@
-"""`ffbench sweep`: one job per (experiment, seed), submitted with submitit.
+"""Many runs at once: `ffbench sweep` (submitit) and `ffbench run --jobs N` (a process pool).
 
 On a cluster the jobs go out as one SLURM job array; `--executor local` runs them as local
-processes (what the tests use). Every job writes its run directory into the shared runs dir,
-exactly as `ffbench run` would, so `ffbench table` aggregates them the same way.
+processes (what the tests use). `run --jobs N` keeps N runs going on this machine, each with
+1/N of its threads, and streams their epochs back for one progress display. Every job writes
+its run directory into the shared runs dir, exactly as a lone `ffbench run` would, so
+`ffbench table` aggregates them the same way.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import queue
+import signal
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +23,7 @@ import torch
 
 from ffbench import data as mnist
 from ffbench.experiments import Experiment
-from ffbench.runner import execute
+from ffbench.runner import Outcome, execute
 
 if TYPE_CHECKING:
     import submitit
@@ -26,9 +34,10 @@ class ExecutorKind(str, Enum):
     slurm = "slurm"
 
 
-def run_job(exp: Experiment, seed: int, options: dict) -> dict:
-    """One (experiment, seed) run inside a job; returns its result.json contents. `options`:
-    runs_dir, data_dir, device, eval_every, force, resume, checkpoint_every."""
+def run_job(exp: Experiment, seed: int, options: dict, events=None) -> Outcome:
+    """One (experiment, seed) run inside a job; returns its outcome (path, result.json). `options`:
+    runs_dir, data_dir, device, eval_every, force, resume, checkpoint_every. With `events` (a
+    queue) every epoch's record goes there as (experiment, seed, record), else to stdout."""
     device = options["device"]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -36,6 +45,9 @@ def run_job(exp: Experiment, seed: int, options: dict) -> dict:
     data = mnist.load(options["data_dir"], dev, exp.train_subset)
 
     def log(record: dict) -> None:
+        if events is not None:
+            events.put((exp.name, seed, record))
+            return
         epoch = f"epoch {record['epoch']}/{exp.epochs}"
         print(f"{exp.name} seed {seed} {epoch} loss {record['loss']:.4f}", flush=True)
 
@@ -43,7 +55,7 @@ def run_job(exp: Experiment, seed: int, options: dict) -> dict:
         exp, seed, data, dev, options["runs_dir"], options["eval_every"], options["force"], log,
         resume=options["resume"], checkpoint_every=options["checkpoint_every"],
     )  # fmt: skip
-    return out.result
+    return out
 
 
 def make_executor(
@@ -76,3 +88,68 @@ def submit(
     """Submit the whole matrix at once (a job array on SLURM)."""
     exps, seeds = [exp for exp, _ in matrix], [seed for _, seed in matrix]
     return executor.map_array(run_job, exps, seeds, [options] * len(matrix))
+
+
+_events = _stop = None  # in a pool worker: the queue its epochs go to, the event that ends it
+
+
+def _start_worker(threads: int, events, stop) -> None:
+    global _events, _stop
+    _events, _stop = events, stop
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGTERM, _interrupt)  # ends the run as Ctrl-C does: resumable
+    signal.signal(signal.SIGINT, _interrupt)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _pool_job(exp: Experiment, seed: int, options: dict) -> Outcome:
+    if _stop.is_set():  # queued before the pool was interrupted: never start it
+        raise KeyboardInterrupt
+    return run_job(exp, seed, options, _events)
+
+
+def run_pool(
+    matrix: list[tuple[Experiment, int]],
+    options: dict,
+    jobs: int,
+    on_epoch: Callable[[str, int, dict], None],
+    on_done: Callable[[Experiment, int, Future], None],
+) -> None:
+    """Run the matrix `jobs` at a time in fresh processes, splitting this process's threads
+    among them (two one-thread runs get more from two cores than one two-thread run: the small
+    batches early in a schedule keep one thread busy with dispatch, not arithmetic). Calls
+    `on_epoch(name, seed, record)` for every epoch and `on_done` as each run ends.
+    Ctrl-C or SIGTERM interrupts every running job (each leaves a resumable run) and re-raises."""
+    jobs = min(jobs, len(matrix))
+    threads = max(1, torch.get_num_threads() // jobs)
+    ctx = multiprocessing.get_context("spawn")  # fork after torch's threads start is unsafe
+    events, stop = ctx.Queue(), ctx.Event()
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker,
+                               initargs=(threads, events, stop))  # fmt: skip
+    try:
+        pending = {pool.submit(_pool_job, exp, seed, options): (exp, seed) for exp, seed in matrix}
+        while pending:
+            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(events, on_epoch)
+            for future in done:
+                on_done(*pending.pop(future), future)
+    except KeyboardInterrupt:
+        stop.set()
+        for proc in list(pool._processes.values()):  # no public handle on the workers
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    _drain(events, on_epoch)
+
+
+def _drain(events, on_epoch) -> None:
+    while True:
+        try:
+            on_epoch(*events.get_nowait())
+        except queue.Empty:
+            return

@@ -24,9 +24,12 @@ from ffbench.schedules import schedule
 EVAL_CHUNK = 10000
 
 
-def make_optimizer(kind: Optimizer, params, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(kind: Optimizer, params, lr: float, device: torch.device):
+    """torch's ASGD or Adam with their defaults. On a GPU, ASGD keeps its step counters on the
+    device (`capturable`): otherwise every step reads them back to the host, a sync per step.
+    Adam's counters live on the host already. Same updates either way."""
     if kind == Optimizer.asgd:
-        return torch.optim.ASGD(params, lr=lr)
+        return torch.optim.ASGD(params, lr=lr, capturable=device.type == "cuda")
     return torch.optim.Adam(params, lr=lr)
 
 
@@ -40,7 +43,7 @@ class BackpropTask:
         self.data = data
         self.chunk = chunk
         self.model = MLP(exp.sizes).to(device)
-        self.optimizers = [make_optimizer(exp.optimizer, self.model.parameters(), exp.lr)]
+        self.optimizers = [make_optimizer(exp.optimizer, self.model.parameters(), exp.lr, device)]
         self.phases: list[int | None] = [None]
 
     def train_epoch(self, phase, batch: int, gen: torch.Generator) -> torch.Tensor:
@@ -92,7 +95,7 @@ class FFTask:
         self.data = data
         self.model = FFNet(exp.sizes, exp.normalize_input).to(device)
         self.optimizers = [
-            make_optimizer(exp.optimizer, m.parameters(), exp.lr) for m in self.model.layers
+            make_optimizer(exp.optimizer, m.parameters(), exp.lr, device) for m in self.model.layers
         ]
         n_layers = len(self.model.layers)
         self.phases = list(range(n_layers)) if exp.layer_order == LayerOrder.greedy else [None]
