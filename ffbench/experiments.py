@@ -22,11 +22,13 @@ class Method(str, Enum):
     fg_weight = "fg_weight"  # forward gradient, weight perturbation
     fg_activity = "fg_activity"  # forward gradient, activity perturbation
     fg_local = "fg_local"  # activity perturbation of local losses
+    ff_best = "ff_best"  # FF as published at its best (ffbench/ff_best.py)
 
 
 class Optimizer(str, Enum):
     asgd = "asgd"
     adam = "adam"
+    sgd = "sgd"  # with `momentum` and `weight_decay`
 
 
 class LayerOrder(str, Enum):
@@ -46,6 +48,9 @@ class Experiment:
     batch_final: int = 60000
     batch_growth: BatchGrowth = BatchGrowth.geometric
     lr_scaling: LrScaling = LrScaling.linear
+    cooldown: float = 0.0  # last fraction of the epochs over which the rate falls linearly to 0
+    momentum: float = 0.0  # SGD only
+    weight_decay: float = 0.0  # SGD only
     sizes: tuple[int, ...] = (784, 800, 10)
     theta: float = 2.0  # FF goodness threshold
     stable_loss: bool = False  # FF: log-sigmoid instead of the literal ln(sigmoid(.))
@@ -189,3 +194,26 @@ for _name, _method, _scaling, _what in [
 ]:  # fmt: skip
     register(dataclasses.replace(REGISTRY["DNN_base"], name=_name, method=_method,
                                  lr_scaling=_scaling, description=_what))  # fmt: skip
+
+# Beyond the notes: FF as published at its best (recipe in ffbench/ff_best.py). Its run also
+# reports the linear head's accuracy, shown in the table as the row FF_best/head.
+register(
+    Experiment(
+        name="FF_best",
+        method=Method.ff_best,
+        loss=Loss.L0,
+        optimizer=Optimizer.sgd,
+        lr=1e-3,
+        epochs=60,
+        batch_start=100,
+        batch_final=100,
+        lr_scaling=LrScaling.none,
+        cooldown=0.5,
+        momentum=0.9,
+        weight_decay=3e-4,
+        sizes=(784, 1000, 1000, 1000),
+        theta=1000.0,
+        stable_loss=True,
+        description="FF at its best: 3x1000, RMS norm, hard negatives, peer norm (+ /head)",
+    )
+)

@@ -276,6 +276,8 @@ def execute(
             "diverged_epoch": trained.diverged_epoch,
             "resumed_from_epoch": state["epoch"] if state else None,
         }
+        if trained.readouts:  # a second prediction of the same run (FF_best's head)
+            result["readouts"] = trained.readouts
     except KeyboardInterrupt:
         if aside is not None:  # give back the run this one was replacing
             shutil.rmtree(path)

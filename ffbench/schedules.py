@@ -49,6 +49,14 @@ def learning_rates(lr: float, batches: list[int], start: int, scaling: LrScaling
     return [lr for _ in batches]
 
 
+def cooldown_factors(epochs: int, cooldown: float) -> list[float]:
+    """Rate multiplier per epoch: 1, then down in equal steps over the last `cooldown` fraction of
+    the epochs, (E - e + 1) / (cooldown * E) for epoch e, so the last epoch keeps one step's worth
+    (the rate reaches 0 right after it)."""
+    span = cooldown * epochs
+    return [min(1.0, (epochs - e + 1) / span) if span > 0 else 1.0 for e in range(1, epochs + 1)]
+
+
 def schedule(
     start: int,
     final: int,
@@ -57,10 +65,14 @@ def schedule(
     growth: BatchGrowth,
     scaling: LrScaling,
     n_train: int | None = None,
+    cooldown: float = 0.0,
 ) -> list[tuple[int, float]]:
     """(batch, rate) per epoch. A batch larger than the training set is clamped to it, and the
-    rate follows the batch actually used, so a small subset keeps the schedule's shape."""
+    rate follows the batch actually used, so a small subset keeps the schedule's shape. With
+    `cooldown` the rate then falls linearly to zero over that last fraction of the epochs."""
     batches = batch_sizes(start, final, epochs, growth)
     if n_train is not None:
         batches = [min(b, n_train) for b in batches]
-    return list(zip(batches, learning_rates(lr, batches, start, scaling), strict=True))
+    rates = learning_rates(lr, batches, start, scaling)
+    rates = [r * f for r, f in zip(rates, cooldown_factors(epochs, cooldown), strict=True)]
+    return list(zip(batches, rates, strict=True))

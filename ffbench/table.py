@@ -54,6 +54,9 @@ def load_runs(runs_dir: Path, warn: Callable[[str], None] = print) -> pd.DataFra
             "path": str(path.parent),
         }
         rows.append(row)
+        for name, acc in (result.get("readouts") or {}).items():  # e.g. FF_best/head
+            rows.append(row | {"experiment": f"{row['experiment']}/{name}",
+                               "test_accuracy": float(acc)})  # fmt: skip
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 

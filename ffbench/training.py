@@ -30,7 +30,9 @@ def make_optimizer(kind: Optimizer, params, lr: float, device: torch.device):
     Adam's counters live on the host already. Same updates either way."""
     if kind == Optimizer.asgd:
         return torch.optim.ASGD(params, lr=lr, capturable=device.type == "cuda")
-    return torch.optim.Adam(params, lr=lr)
+    if kind == Optimizer.adam:
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"{kind.value}: only FF_best's task sets up SGD (momentum, weight decay)")
 
 
 class BackpropTask:
@@ -210,6 +212,7 @@ class TrainResult:
     epochs_run: int
     diverged_epoch: int | None = None
     records: list[dict] = field(default_factory=list)
+    readouts: dict[str, float] = field(default_factory=dict)  # second predictions' accuracies
 
 
 def make_task(exp: Experiment, data: MNIST, device: torch.device):
@@ -217,6 +220,10 @@ def make_task(exp: Experiment, data: MNIST, device: torch.device):
         return BackpropTask(exp, data, device)
     if exp.method == Method.ff:
         return FFTask(exp, data, device)
+    if exp.method == Method.ff_best:
+        from ffbench.ff_best import FFBestTask
+
+        return FFBestTask(exp, data, device)
     from ffbench.forward_grad import ForwardGradTask
 
     return ForwardGradTask(exp, data, device)
@@ -224,8 +231,10 @@ def make_task(exp: Experiment, data: MNIST, device: torch.device):
 
 @torch.no_grad()
 def accuracy(task, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of x whose prediction is y; `task` is a task or a predict function."""
+    predict = task if callable(task) else task.predict
     correct = sum(
-        (task.predict(x[s : s + EVAL_CHUNK]) == y[s : s + EVAL_CHUNK]).sum().item()
+        (predict(x[s : s + EVAL_CHUNK]) == y[s : s + EVAL_CHUNK]).sum().item()
         for s in range(0, len(x), EVAL_CHUNK)
     )
     return correct / len(x)
@@ -271,7 +280,7 @@ def train(
     task = make_task(exp, data, device)
     plan = schedule(
         exp.batch_start, exp.batch_final, exp.epochs, exp.lr,
-        exp.batch_growth, exp.lr_scaling, n_train=len(data.x_train),
+        exp.batch_growth, exp.lr_scaling, n_train=len(data.x_train), cooldown=exp.cooldown,
     )  # fmt: skip
     records: list[dict] = []
     seconds = 0.0
@@ -290,7 +299,7 @@ def train(
                 continue
             for opt in opts:
                 for group in opt.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
             _sync(device)
             start = time.perf_counter()
             loss = task.train_epoch(phase, batch, gen)
@@ -306,6 +315,10 @@ def train(
             record["test_accuracy"] = (
                 accuracy(task, data.x_test, data.y_test) if evaluate else math.nan
             )
+            for name, predict in getattr(task, "readouts", {}).items():
+                record[f"{name}_accuracy"] = (
+                    accuracy(predict, data.x_test, data.y_test) if evaluate else math.nan
+                )
             records.append(record)
             if (
                 ok
@@ -322,4 +335,6 @@ def train(
                 on_epoch(record)
             if not ok:
                 return TrainResult("diverged", math.nan, seconds, epoch, epoch, records)
-    return TrainResult("finished", records[-1]["test_accuracy"], seconds, epoch, None, records)
+    last = records[-1]
+    readouts = {name: last[f"{name}_accuracy"] for name in getattr(task, "readouts", {})}
+    return TrainResult("finished", last["test_accuracy"], seconds, epoch, None, records, readouts)

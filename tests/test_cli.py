@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -146,3 +147,21 @@ def test_sweep_runs_one_local_job_per_experiment_and_seed(tmp_path, mnist_root):
     csv = invoke("table", "--runs-dir", str(runs), "--format", "csv").output.splitlines()
     rows = [dict(zip(csv[0].split(","), line.split(","), strict=True)) for line in csv[1:]]
     assert {(r["experiment"], r["n"]) for r in rows} == {("DNN_base", "2"), ("adj_FFA0_1", "2")}
+
+
+def test_jobs_run_rows_in_parallel_processes_like_one_after_another(tmp_path, mnist_root):
+    args = ["--epochs", "2", "--train-subset", "2000"]
+    out = invoke("run", "DNN_base", "adj_FFA1_2", *args, "--jobs", "2", "--runs-dir",
+                 str(tmp_path / "par"))  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "DNN_base seed 0: finished" in out.output and "adj_FFA1_2 seed 0: finished" in out.output
+    for name in ("DNN_base", "adj_FFA1_2"):
+        (par,) = (tmp_path / "par" / name).glob("seed-0*")
+        assert json.loads((par / "env.json").read_text())["threads"] == max(
+            1, torch.get_num_threads() // 2
+        )
+        assert (par / "metrics.csv").read_text().count("\n") == 3  # header + 2 epochs
+        assert json.loads((par / "result.json").read_text())["status"] == "finished"
+    again = invoke("run", "DNN_base", "adj_FFA1_2", *args, "--jobs", "2", "--runs-dir",
+                   str(tmp_path / "par"))  # fmt: skip
+    assert again.output.count("already done") == 2

@@ -49,3 +49,12 @@ def test_batch_is_clamped_to_the_data_and_the_rate_follows_it():
     assert plan[0] == (50, pytest.approx(1e-3))
     assert plan[-1] == (5000, pytest.approx(0.1))
     assert max(b for b, _ in plan) == 5000
+
+
+def test_cooldown_keeps_the_rate_then_falls_linearly_to_zero():
+    plan = schedule(100, 100, 10, 0.1, BatchGrowth.geometric, LrScaling.none, cooldown=0.5)
+    rates = [r for _, r in plan]
+    assert rates[:5] == [0.1] * 5  # first half untouched
+    assert rates[5:] == pytest.approx([0.1 * k / 5 for k in (5, 4, 3, 2, 1)])
+    no_cooldown = schedule(100, 100, 10, 0.1, BatchGrowth.geometric, LrScaling.none)
+    assert [r for _, r in no_cooldown] == [0.1] * 10

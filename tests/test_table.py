@@ -6,7 +6,9 @@ from ffbench import table
 from ffbench.runner import write_json
 
 
-def fake_run(root, name, seed, status, acc, seconds, overrides=None, suffix="", **config):
+def fake_run(
+    root, name, seed, status, acc, seconds, overrides=None, suffix="", readouts=None, **config
+):
     """A run directory as `ffbench run` leaves it (only the files the table reads)."""
     path = root / name / f"seed-{seed}{suffix}"
     path.mkdir(parents=True)
@@ -16,8 +18,19 @@ def fake_run(root, name, seed, status, acc, seconds, overrides=None, suffix="", 
     write_json(path / "result.json", {
         "experiment": name, "seed": seed, "status": status, "test_accuracy": acc,
         "train_seconds": seconds, "device": "cpu", "overrides": overrides or {},
-    })  # fmt: skip
+    } | ({"readouts": readouts} if readouts else {}))  # fmt: skip
     return path
+
+
+def test_a_second_readout_is_its_own_row_with_the_runs_time(tmp_path):
+    fake_run(tmp_path, "FF_best", 0, "finished", 0.985, 1500.0, readouts={"head": 0.987})
+    fake_run(tmp_path, "FF_best", 1, "finished", 0.987, 1700.0, readouts={"head": 0.989})
+    agg = table.aggregate(table.load_runs(tmp_path))
+    rows = {r["experiment"]: r for r in agg.to_dict("records")}
+    assert set(rows) == {"FF_best", "FF_best/head"}
+    assert rows["FF_best"]["accuracy"] == pytest.approx(98.6)
+    assert rows["FF_best/head"]["accuracy"] == pytest.approx(98.8)
+    assert rows["FF_best/head"]["n"] == 2 and rows["FF_best/head"]["time_s"] == 1600.0
 
 
 def test_two_seeds_aggregate_to_mean_and_std(tmp_path):
