@@ -138,14 +138,17 @@ class FFNet(nn.Module):
             r = (1.0 / (torch.sqrt(x0.square().sum(dim=1) + 1.0) + NORM_EPS))[:, None]
             if not self.normalize_input:
                 r = torch.ones_like(r)
-            base = x0 @ first.weight.T
+            shared = torch.addcmul(first.bias, r, x0 @ first.weight.T)  # r x0 W^T + b
             scores = []
             for k in range(N_CLASSES):
-                a = torch.addcmul(first.bias, r, base + label_columns[k]).clamp_min_(0.0)
-                total = goodness(a)
-                for i in range(1, len(self.layers)):
-                    g, a = self.layer_goodness(i, a)
-                    total += g
+                a = torch.addcmul(shared, r, label_columns[k]).clamp_min_(0.0)
+                norm = torch.linalg.vector_norm(a, dim=1)
+                total = norm.square()
+                for layer in self.layers[1:]:  # a^norm W^T = (a W^T) / ||a||, the norm reused
+                    inv = (1.0 / (norm + NORM_EPS))[:, None]
+                    a = torch.addcmul(layer.bias, inv, a @ layer.weight.T).clamp_min_(0.0)
+                    norm = torch.linalg.vector_norm(a, dim=1)
+                    total += norm.square()
                 scores.append(total)
             out.append(torch.stack(scores, dim=1))
         return torch.cat(out)
