@@ -11,7 +11,7 @@ JOBS ?= $(shell $(BIN)/python -c 'import os, torch; print(1 if torch.cuda.is_ava
 EPOCHS_FLAG := $(if $(EPOCHS),--epochs $(EPOCHS))
 SEEDS_FLAG := $(if $(SEEDS),--seeds $(SEEDS))
 
-.PHONY: setup data test reproduce table clean
+.PHONY: setup data test reproduce beyond table clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ test: data
 # All ten rows of the notes' table at full length (EPOCHS=20 for a short look, SEEDS=3 for mean ± std).
 reproduce: data
 	$(BIN)/ffbench run --paper --jobs $(JOBS) --eval-every 20 $(EPOCHS_FLAG) $(SEEDS_FLAG) --runs-dir $(RUNS)
+	$(BIN)/ffbench table --runs-dir $(RUNS)
+
+# The rows beyond the notes: FF_best alone on every thread (its time is part of its result), then
+# the three forward-gradient rows JOBS at a time.
+beyond: data
+	$(BIN)/ffbench run FF_best --eval-every 10 $(SEEDS_FLAG) --runs-dir $(RUNS)
+	$(BIN)/ffbench run FG_weight FG_activity FG_local --jobs $(JOBS) --eval-every 20 $(EPOCHS_FLAG) $(SEEDS_FLAG) --runs-dir $(RUNS)
 	$(BIN)/ffbench table --runs-dir $(RUNS)
 
 table: setup

@@ -169,17 +169,20 @@ def list_experiments() -> None:
     from rich.table import Table
 
     out = Table(title="ffbench experiments")
-    columns = ["Name", "Method", "Loss", "Opt", "Rate", "Rate growth", "Epochs", "Batch", "Paper %",
-               "Paper time"]  # fmt: skip
+    columns = ["Name", "Net", "Method", "Loss", "Opt", "Rate", "Rate growth", "Epochs", "Batch",
+               "Paper %", "Paper time"]  # fmt: skip
     for col in columns:
         out.add_column(col)
     for exp in REGISTRY.values():
         paper = PAPER.get(exp.name)
         acc = "" if paper is None else "NAN" if math.isnan(paper.accuracy) else f"{paper.accuracy}"
+        growth = exp.lr_scaling.value + (
+            f", cooled over last {exp.cooldown:g}" if exp.cooldown else ""
+        )
         out.add_row(
-            exp.name, exp.method.value, exp.loss.value, exp.optimizer.value, f"{exp.lr:g}",
-            exp.lr_scaling.value, str(exp.epochs), f"{exp.batch_start}→{exp.batch_final}", acc,
-            paper.time if paper else "",
+            exp.name, "-".join(map(str, exp.sizes)), exp.method.value, exp.loss.value,
+            exp.optimizer.value, f"{exp.lr:g}", growth, str(exp.epochs),
+            f"{exp.batch_start}→{exp.batch_final}", acc, paper.time if paper else "",
         )  # fmt: skip
     console.print(out)
 
