@@ -341,7 +341,23 @@ def run_matrix(
         )
     seed_list = parse_seeds(seed, seeds)
     exps = [with_overrides(e, **overrides) for e in lookup(names)]
+    for key, flag in METHOD_OPTIONS.items():
+        if overrides.get(key) is not None and not any(key in USES[e.method] for e in exps):
+            raise typer.BadParameter(
+                f"no experiment named uses {flag} (FF rows only; FF_best: only --theta); drop it",
+                param_hint=flag,
+            )
     return [(exp, s) for exp in exps for s in seed_list]
+
+
+# Options only some methods read; a run where none reads it would silently ignore it.
+METHOD_OPTIONS = {"theta": "--theta", "stable_loss": "--stable-loss/--literal-loss",
+                  "layer_order": "--layer-order",
+                  "normalize_input": "--normalize-input/--raw-input"}  # fmt: skip
+USES = {method: set() for method in Method} | {
+    Method.ff: set(METHOD_OPTIONS),
+    Method.ff_best: {"theta"},  # always the stable loss, RMS-normalised inputs, all layers at once
+}
 
 
 def show_matrix(matrix: list[tuple[Experiment, int]], runs_dir: Path) -> None:

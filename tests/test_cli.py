@@ -43,6 +43,9 @@ def test_module_entry_point_works():
         (["run", "DNN_base", "--batch-start", "100", "--batch-final", "50"], "final batch"),
         (["run", "DNN_base", "--lr", "-1"], "rate must be > 0"),
         (["run"], "--paper"),
+        (["run", "DNN_base", "--raw-input"], "no experiment named uses --normalize-input/--raw"),
+        (["run", "FF_best", "--literal-loss"], "no experiment named uses --stable-loss"),
+        (["run", "FG_local", "--theta", "3"], "no experiment named uses --theta"),
     ],
 )
 def test_bad_input_is_a_usage_error_and_writes_nothing(tmp_path, args, message):
@@ -108,6 +111,11 @@ def test_seeds_aggregate_in_the_table(tmp_path, mnist_root):
     csv = invoke("table", "--runs-dir", str(runs), "--format", "csv").output.splitlines()
     row = dict(zip(csv[0].split(","), csv[1].split(","), strict=True))
     assert row["n"] == "4" and float(row["accuracy_std"]) > 0
+
+
+def test_an_option_some_named_rows_use_is_accepted(tmp_path):
+    out = invoke("run", "--paper", "--raw-input", "--dry-run", "--runs-dir", str(tmp_path))
+    assert out.exit_code == 0 and "normalize_input=False" in out.output
 
 
 def test_dry_run_lists_the_matrix_and_writes_nothing(tmp_path):
