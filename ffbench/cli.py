@@ -305,6 +305,10 @@ def run_parallel(matrix, labels, root, dev, runs_dir, jobs, eval_every, force, r
             except RunTaken as e:
                 failed += 1
                 err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            except Exception as e:  # the worker itself died (killed, out of memory)
+                failed += 1
+                err.print(f"[bold red]error:[/] {label}: its worker failed: {e!r}; "
+                          "`ffbench run ... --resume` continues it", highlight=False)  # fmt: skip
 
         try:
             run_pool(matrix, options, jobs, on_epoch, on_done)
