@@ -105,3 +105,22 @@ def test_eval_every_records_accuracy_on_chosen_epochs(synthetic):
     result = train(exp, synthetic, CPU, seed=0, eval_every=2)
     evaluated = [r["epoch"] for r in result.records if not math.isnan(r["test_accuracy"])]
     assert evaluated == [2, 4, 5]
+
+
+def test_fused_adam_takes_the_same_steps_as_the_plain_one(mnist_small):
+    """The Adam rows use torch's fused kernel for speed; the update must be Adam's."""
+    exp = dataclasses.replace(get("adj_FFA0_2"), epochs=2, batch_final=100, train_subset=2000)
+    losses, weights = [], []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        task = FFTask(exp, mnist_small, CPU)
+        assert all(opt.defaults["fused"] for opt in task.optimizers)
+        if not fused:
+            task.optimizers = [torch.optim.Adam(m.parameters(), lr=exp.lr)
+                               for m in task.model.layers]  # fmt: skip
+        gen = torch.Generator().manual_seed(0)
+        losses.append([task.train_epoch(None, 100, gen).item() for _ in range(2)])
+        weights.append([p.detach().clone() for p in task.model.parameters()])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    for a, b in zip(*weights, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
