@@ -127,7 +127,8 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
             acc += f" ± {r.accuracy_std:.2f}"
         row = [r.experiment] + ([r.overrides] if show_overrides else [])
         row += [r.optimizer, str(r.epochs), f"{r.rate:g}", str(r.batch_start), str(r.batch_final),
-                str(r.n), acc, _pct(r.paper_accuracy), _mmss(r.time_s), _mmss(r.paper_time_s),
+                str(r.n), acc, _pct(r.paper_accuracy) if r.experiment in PAPER else "-",
+                _mmss(r.time_s), _mmss(r.paper_time_s),
                 r.device, r.status]  # fmt: skip
         rows.append(row)
     return header, rows
