@@ -177,7 +177,7 @@ def list_experiments() -> None:
         paper = PAPER.get(exp.name)
         acc = "" if paper is None else "NAN" if math.isnan(paper.accuracy) else f"{paper.accuracy}"
         growth = exp.lr_scaling.value + (
-            f", cooled over last {exp.cooldown:g}" if exp.cooldown else ""
+            f", cooled over the last {exp.cooldown:.0%}" if exp.cooldown else ""
         )
         out.add_row(
             exp.name, "-".join(map(str, exp.sizes)), exp.method.value, exp.loss.value,
@@ -351,7 +351,8 @@ def run_matrix(
                 f"no experiment named uses {flag} (FF rows only; FF_best: only --theta); drop it",
                 param_hint=flag,
             )
-    return [(exp, s) for exp in exps for s in seed_list]
+    # a name given twice is one run, not a second run racing the first for its directory
+    return list(dict.fromkeys((exp, s) for exp in exps for s in seed_list))
 
 
 # Options only some methods read; a run where none reads it would silently ignore it.

@@ -113,6 +113,11 @@ def test_seeds_aggregate_in_the_table(tmp_path, mnist_root):
     assert row["n"] == "4" and float(row["accuracy_std"]) > 0
 
 
+def test_a_name_given_twice_is_one_run(tmp_path):
+    out = invoke("run", "FFA0", "FFA0", "--seed", "0,0", "--dry-run", "--runs-dir", str(tmp_path))
+    assert out.exit_code == 0 and "(1 runs under" in out.output
+
+
 def test_an_option_some_named_rows_use_is_accepted(tmp_path):
     out = invoke("run", "--paper", "--raw-input", "--dry-run", "--runs-dir", str(tmp_path))
     assert out.exit_code == 0 and "normalize_input=False" in out.output
