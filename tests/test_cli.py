@@ -114,7 +114,7 @@ def test_seeds_aggregate_in_the_table(tmp_path, mnist_root):
 
 
 def test_a_name_given_twice_is_one_run(tmp_path):
-    out = invoke("run", "FFA0", "FFA0", "--seed", "0,0", "--dry-run", "--runs-dir", str(tmp_path))
+    out = invoke("run", "FFA0", "FFA0", "--dry-run", "--runs-dir", str(tmp_path))
     assert out.exit_code == 0 and "(1 runs under" in out.output
 
 
