@@ -119,9 +119,7 @@ class FFBestNet(nn.Module):
         """(N, 10): goodness summed over layers 2.. with each label on the image."""
         out = []
         eye = torch.eye(N_CLASSES, device=x0.device)
-        for s in range(0, len(x0), PREDICT_CHUNK):
-            xc = x0[s : s + PREDICT_CHUNK]
-            base, sq = xc @ self.layers[0].weight.T, xc.square().sum(dim=1)
+        for base, sq in self.first_layer_inputs(x0):
             scores = []
             for k in range(N_CLASSES):
                 a = self.first_layer(base, sq, eye[k]).clamp_min(0.0)
@@ -131,12 +129,14 @@ class FFBestNet(nn.Module):
 
     @torch.no_grad()
     def head_logits(self, x0: torch.Tensor) -> torch.Tensor:
-        out = []
+        chunks = self.first_layer_inputs(x0)
+        return torch.cat([self.head(self.neutral_features(base, sq)) for base, sq in chunks])
+
+    def first_layer_inputs(self, x0: torch.Tensor):
+        """(x0 W^T, ||x0||^2) of unlabelled images, chunk by chunk, for `first_layer`."""
         for s in range(0, len(x0), PREDICT_CHUNK):
             xc = x0[s : s + PREDICT_CHUNK]
-            base, sq = xc @ self.layers[0].weight.T, xc.square().sum(dim=1)
-            out.append(self.head(self.neutral_features(base, sq)))
-        return torch.cat(out)
+            yield xc @ self.layers[0].weight.T, xc.square().sum(dim=1)
 
 
 def peer_penalty(net: FFBestNet, i: int, a_pos: torch.Tensor) -> torch.Tensor:
