@@ -235,7 +235,7 @@ def run(
     except OSError as e:
         raise typer.BadParameter(str(e), param_hint="--runs-dir") from None
     root = data_dir or mnist.default_data_dir()
-    labels = {f"{exp.name} seed {s}": epochs_in_all(exp) for exp, s in matrix}
+    labels = {run_label(exp.name, s): epochs_in_all(exp) for exp, s in matrix}
     if jobs > 1 and len(matrix) > 1:
         failed = run_parallel(matrix, labels, root, dev, runs_dir, jobs, eval_every, force,
                               resume, checkpoint_every)  # fmt: skip
@@ -244,6 +244,11 @@ def run(
                             resume, checkpoint_every)  # fmt: skip
     if failed:
         raise typer.Exit(1)
+
+
+def run_label(name: str, seed: int) -> str:
+    """How a run is named in progress and messages; also the progress display's key."""
+    return f"{name} seed {seed}"
 
 
 def epochs_in_all(exp: Experiment) -> int:
@@ -295,11 +300,11 @@ def run_parallel(matrix, labels, root, dev, runs_dir, jobs, eval_every, force, r
     with EpochProgress(console, labels) as progress:
 
         def on_epoch(name: str, seed: int, record: dict) -> None:
-            progress(f"{name} seed {seed}", record)
+            progress(run_label(name, seed), record)
 
         def on_done(exp: Experiment, seed: int, future) -> None:
             nonlocal failed
-            label = f"{exp.name} seed {seed}"
+            label = run_label(exp.name, seed)
             try:
                 failed += report(label, future.result())
             except RunTaken as e:
