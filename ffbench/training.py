@@ -247,15 +247,26 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def task_modules(task) -> dict[str, torch.nn.Module]:
+    """Every module a task trains, by attribute name: its `model`, and any other (FG_local's
+    heads), so that a checkpoint cannot leave one out."""
+    return {k: v for k, v in vars(task).items() if isinstance(v, torch.nn.Module)}
+
+
 def task_state(task) -> dict:
     return {
-        "model": task.model.state_dict(),
+        "modules": {k: m.state_dict() for k, m in task_modules(task).items()},
         "optimizers": [opt.state_dict() for opt in task.optimizers],
     }
 
 
 def load_task_state(task, state: dict) -> None:
-    task.model.load_state_dict(state["model"])
+    modules = task_modules(task)
+    saved = state.get("modules") or {"model": state["model"]}  # checkpoints before 2026-11-24
+    if modules.keys() != saved.keys():
+        raise ValueError(f"the checkpoint holds {sorted(saved)}, the task needs {sorted(modules)}")
+    for k, m in modules.items():
+        m.load_state_dict(saved[k])
     for opt, opt_state in zip(task.optimizers, state["optimizers"], strict=True):
         opt.load_state_dict(opt_state)
 

@@ -1,3 +1,4 @@
+import copy
 import dataclasses
 import math
 
@@ -124,3 +125,21 @@ def test_fused_adam_takes_the_same_steps_as_the_plain_one(mnist_small):
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
     for a, b in zip(*weights, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["adj_FFA0_1", "FG_local", "FF_best"])
+def test_a_resumed_run_ends_where_the_uninterrupted_one_does(synthetic, name):
+    """Every module a task trains is in its checkpoint (FG_local's heads, FF_best's head and
+    peer-norm buffers), so stopping after epoch 2 and resuming changes nothing."""
+    exp = dataclasses.replace(
+        get(name), epochs=4, batch_start=16, batch_final=16, sizes=(784, 20, 20, 10)
+    )
+    whole = train(exp, synthetic, CPU, seed=0)
+    saved = []
+    train(exp, synthetic, CPU, seed=0, checkpoint=lambda st: saved.append(copy.deepcopy(st)),
+          checkpoint_every=2)  # fmt: skip
+    assert [st["epoch"] for st in saved] == [2]
+    resumed = train(exp, synthetic, CPU, seed=0, resume=saved[0])
+    assert [r["loss"] for r in resumed.records] == [r["loss"] for r in whole.records]
+    assert resumed.test_accuracy == whole.test_accuracy
+    assert resumed.readouts == whole.readouts
