@@ -105,6 +105,37 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+# The dispatch of one training step (zero_grad, a few dozen small kernels, autograd, the
+# optimizer) on this 2-core CPU: a batch-50 FF step takes ~2.5 ms of which ~1.1 ms is matrix
+# products (README, "How long make reproduce takes here"), so ~1.4 ms at ~2e11 FLOP/s.
+STEP_OVERHEAD_FLOP = 3e8
+FULL_TRAIN = 60000
+
+
+def expected_cost(exp: Experiment) -> float:
+    """A run's work in FLOP-equivalents: the essential matrix FLOPs of every epoch's samples
+    (ffbench/bench.py's counts) plus a fixed dispatch cost per optimizer step. Only its order
+    matters: it ranks runs, longest first."""
+    from ffbench.bench import dnn_flops_per_sample, ff_flops_per_sample
+    from ffbench.experiments import Method
+    from ffbench.schedules import schedule
+
+    n = exp.train_subset or FULL_TRAIN
+    ff = exp.method in (Method.ff, Method.ff_best)
+    per_sample = (ff_flops_per_sample if ff else dnn_flops_per_sample)(exp.sizes)
+    plan = schedule(exp.batch_start, exp.batch_final, exp.epochs, exp.lr, exp.batch_growth,
+                    exp.lr_scaling, n_train=n)  # fmt: skip
+    steps = sum(-(-n // batch) for batch, _ in plan)
+    return exp.epochs * n * per_sample + steps * STEP_OVERHEAD_FLOP
+
+
+def longest_first(matrix: list[tuple[Experiment, int]]) -> list[tuple[Experiment, int]]:
+    """The order to start runs in when N run at once: longest first, so that the runs left at
+    the end, while other workers have nothing more to take, are the short ones (the longest-
+    processing-time rule). In the notes' table order the two slowest rows came last."""
+    return sorted(matrix, key=lambda run: expected_cost(run[0]), reverse=True)
+
+
 def _pool_job(exp: Experiment, seed: int, options: dict) -> Outcome:
     if _stop.is_set():  # queued before the pool was interrupted: never start it
         raise KeyboardInterrupt
@@ -118,9 +149,10 @@ def run_pool(
     on_epoch: Callable[[str, int, dict], None],
     on_done: Callable[[Experiment, int, Future], None],
 ) -> None:
-    """Run the matrix `jobs` at a time in fresh processes, splitting this process's threads
-    among them (two one-thread runs get more from two cores than one two-thread run: the small
-    batches early in a schedule keep one thread busy with dispatch, not arithmetic). Calls
+    """Run the matrix `jobs` at a time, longest first, in fresh processes, splitting this
+    process's threads among them (two one-thread runs get more from two cores than one
+    two-thread run: the small batches early in a schedule keep one thread busy with dispatch,
+    not arithmetic). Calls
     `on_epoch(name, seed, record)` for every epoch and `on_done` as each run ends.
     Ctrl-C or SIGTERM interrupts every running job (each leaves a resumable run) and re-raises."""
     jobs = min(jobs, len(matrix))
@@ -130,7 +162,10 @@ def run_pool(
     pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker,
                                initargs=(threads, events, stop))  # fmt: skip
     try:
-        pending = {pool.submit(_pool_job, exp, seed, options): (exp, seed) for exp, seed in matrix}
+        pending = {
+            pool.submit(_pool_job, exp, seed, options): (exp, seed)
+            for exp, seed in longest_first(matrix)
+        }
         while pending:
             done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             _drain(events, on_epoch)
