@@ -5,7 +5,8 @@ random direction v ~ N(0, I), the directional derivative (grad f . v) comes out 
 and (grad f . v) v has expectation grad f. Its alignment with grad f shrinks like 1/sqrt(n) with
 the dimension n of v, which is why
 
-- `weight`: v over all weights at once (n = 636,010 here) learns very slowly;
+- `weight`: v over all weights at once (n = 636,010 here) needs a small rate and learns less per
+  step (full run: 90.8 % against backprop's 96.5 % with the same batches);
 - `activity`: v over each layer's pre-activations, per sample (n = 800 or 10), then the exact
   local step to the weights, dL/dW = (dL/dz)^T h;
 - `local`: as `activity`, but each hidden layer's perturbation measures a local loss (a linear
