@@ -16,7 +16,7 @@ import torch
 from ffbench.data import MNIST
 from ffbench.experiments import get
 from ffbench.models import overlay_label
-from ffbench.training import BackpropTask, FFTask, ReferenceFFTask
+from ffbench.training import BackpropTask, FFTask, ReferenceFFTask, flush_denormals
 
 EPOCH_SAMPLES = 60000
 
@@ -83,6 +83,7 @@ def bench(
     peak_n: int = 4096,
 ) -> list[dict]:
     """The measurements of `ffbench bench`, one dict per batch size; an epoch is `samples`."""
+    flush_denormals()  # as `train` runs
     data = epoch_data(data, samples)
     dnn_exp, ff_exp = get("DNN_base"), get("adj_FFA0_1")
     sizes = ff_exp.sizes

@@ -143,3 +143,38 @@ def test_a_resumed_run_ends_where_the_uninterrupted_one_does(synthetic, name):
     assert [r["loss"] for r in resumed.records] == [r["loss"] for r in whole.records]
     assert resumed.test_accuracy == whole.test_accuracy
     assert resumed.readouts == whole.readouts
+
+
+def adam_with_decaying_moments(flush: bool) -> tuple[torch.Tensor, int]:
+    """30 fused Adam steps on a 40x20 weight whose first 20 rows get no gradient (dead units)
+    and start with denormal moments, as adj_FFA0_2's layer 1 had. Returns the weight and how
+    many first moments are denormal at the end (counted before flushing is switched back on:
+    with it on, a denormal reads as 0)."""
+    torch.set_flush_denormal(False)  # build the same starting state either way
+    g = torch.Generator().manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(40, 20, generator=g))
+    opt = torch.optim.Adam([w], lr=1e-3, fused=True)
+    w.grad = torch.randn(40, 20, generator=g)
+    opt.step()
+    opt.state[w]["exp_avg"][:20] = 3e-39
+    opt.state[w]["exp_avg_sq"][:20] = 1e-40
+    torch.set_flush_denormal(flush)
+    try:
+        for _ in range(30):
+            w.grad = torch.randn(40, 20, generator=g)
+            w.grad[:20] = 0.0
+            opt.step()
+        m = opt.state[w]["exp_avg"]
+        denormal = int(((m != 0) & (m.abs() < torch.finfo(torch.float32).tiny)).sum())
+    finally:
+        torch.set_flush_denormal(True)  # what `train` sets
+    return w.detach(), denormal
+
+
+def test_flushing_denormals_leaves_adams_weights_unchanged():
+    """`flush_denormals` (set by `train`) zeroes the dead units' decaying moments instead of
+    carrying them through the slow denormal range; the weights are bit for bit the same."""
+    kept, n_kept = adam_with_decaying_moments(flush=False)
+    flushed, n_flushed = adam_with_decaying_moments(flush=True)
+    assert n_kept == 20 * 20 and n_flushed == 0
+    assert torch.equal(kept, flushed)
