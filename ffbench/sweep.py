@@ -152,9 +152,9 @@ def run_pool(
     """Run the matrix `jobs` at a time, longest first, in fresh processes, splitting this
     process's threads among them (two one-thread runs get more from two cores than one
     two-thread run: the small batches early in a schedule keep one thread busy with dispatch,
-    not arithmetic). Calls
-    `on_epoch(name, seed, record)` for every epoch and `on_done` as each run ends.
-    Ctrl-C or SIGTERM interrupts every running job (each leaves a resumable run) and re-raises."""
+    not arithmetic). Calls `on_epoch(name, seed, record)` for every epoch and `on_done` as each
+    run ends. Ctrl-C or SIGTERM interrupts every running job (each leaves a resumable run) and
+    re-raises."""
     jobs = min(jobs, len(matrix))
     threads = max(1, torch.get_num_threads() // jobs)
     ctx = multiprocessing.get_context("spawn")  # fork after torch's threads start is unsafe
