@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from ffbench import data as mnist
-from ffbench.experiments import Experiment
+from ffbench.bench import dnn_flops_per_sample, ff_flops_per_sample
+from ffbench.experiments import Experiment, Method
 from ffbench.runner import Outcome, execute
+from ffbench.schedules import schedule
 
 if TYPE_CHECKING:
     import submitit
@@ -116,10 +118,6 @@ def expected_cost(exp: Experiment) -> float:
     """A run's work in FLOP-equivalents: the essential matrix FLOPs of every epoch's samples
     (ffbench/bench.py's counts) plus a fixed dispatch cost per optimizer step. Only its order
     matters: it ranks runs, longest first."""
-    from ffbench.bench import dnn_flops_per_sample, ff_flops_per_sample
-    from ffbench.experiments import Method
-    from ffbench.schedules import schedule
-
     n = exp.train_subset or FULL_TRAIN
     ff = exp.method in (Method.ff, Method.ff_best)
     per_sample = (ff_flops_per_sample if ff else dnn_flops_per_sample)(exp.sizes)
