@@ -31,8 +31,8 @@ def test_a_second_readout_is_its_own_row_with_the_runs_time(tmp_path):
     assert rows["FF_best"]["accuracy"] == pytest.approx(98.6)
     assert rows["FF_best/head"]["accuracy"] == pytest.approx(98.8)
     assert rows["FF_best/head"]["n"] == 2 and rows["FF_best/head"]["time_s"] == 1600.0
-    _, shown = table.display_rows(agg)
-    paper_col = table.display_rows(agg)[0].index("Paper %")
+    header, shown = table.display_rows(agg)
+    paper_col = header.index("Paper %")
     assert [r[paper_col] for r in shown] == ["-", "-"]  # no paper number, not the paper's NAN
 
 
