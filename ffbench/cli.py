@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from ffbench import data as mnist
+from ffbench import readings
 from ffbench import table as results
 from ffbench.experiments import (
     PAPER,
@@ -26,6 +27,7 @@ from ffbench.experiments import (
     Method,
     UnknownExperiment,
     get,
+    under,
 )
 from ffbench.progress import EpochProgress
 from ffbench.runner import (
@@ -71,6 +73,14 @@ DataDir = Annotated[
 Format = Annotated[results.TableFormat, typer.Option("--format", help="Output format.")]
 Names = Annotated[list[str] | None, typer.Argument(help="Experiments to run (see `ffbench list`).")]
 Paper = Annotated[bool, typer.Option("--paper", help="Run every row of the notes' table.")]
+ReadingOpt = Annotated[
+    str,
+    typer.Option(
+        "--reading",
+        help="Interpretation of the notes for the paper rows: code (the authors' code, "
+        "reproduces the table) or text (the equations as printed); see `ffbench readings`.",
+    ),
+]
 Epochs = Annotated[int | None, typer.Option(min=1, help="Epochs (registry: 400).")]
 Seed = Annotated[str | None, typer.Option(help="Seed, or several: 0,3,7 (default 0).")]
 Seeds = Annotated[int | None, typer.Option(min=1, help="Seeds 0..K-1 (instead of --seed).")]
@@ -191,6 +201,7 @@ def list_experiments() -> None:
 def run(
     names: Names = None,
     paper: Paper = False,
+    reading: ReadingOpt = "code",
     epochs: Epochs = None,
     seed: Seed = None,
     seeds: Seeds = None,
@@ -216,7 +227,7 @@ def run(
 ) -> None:
     """Train experiments (x seeds), each into its own run directory, `--jobs` at a time."""
     matrix = run_matrix(
-        names, paper, seed, seeds, epochs=epochs, train_subset=train_subset,
+        names, paper, reading, seed, seeds, epochs=epochs, train_subset=train_subset,
         batch_start=batch_start, batch_final=batch_final, lr=lr, batch_growth=batch_growth,
         lr_scaling=lr_scaling, theta=theta, stable_loss=stable_loss, layer_order=layer_order,
         normalize_input=normalize_input,
@@ -340,16 +351,25 @@ def report(label: str, out) -> int:
 
 
 def run_matrix(
-    names: list[str] | None, paper: bool, seed: str | None, seeds: int | None, **overrides
+    names: list[str] | None,
+    paper: bool,
+    reading: str,
+    seed: str | None,
+    seeds: int | None,
+    **overrides,
 ) -> list[tuple[Experiment, int]]:
-    """(experiment after overrides, seed) for every run a command asks for."""
+    """(experiment under the reading, after overrides, seed) for every run a command asks for."""
     names = list(names or []) + (PAPER_ROWS if paper else [])
     if not names:
         raise typer.BadParameter(
             "name at least one experiment, or pass --paper", param_hint="NAMES"
         )
+    try:
+        readings.get(reading)
+    except readings.UnknownReading as e:
+        raise typer.BadParameter(str(e), param_hint="--reading") from None
     seed_list = parse_seeds(seed, seeds)
-    exps = [with_overrides(e, **overrides) for e in lookup(names)]
+    exps = [with_overrides(under(e, reading), **overrides) for e in lookup(names)]
     for key, flag in METHOD_OPTIONS.items():
         if overrides.get(key) is not None and not any(key in USES[e.method] for e in exps):
             raise typer.BadParameter(
@@ -388,6 +408,7 @@ def show_matrix(matrix: list[tuple[Experiment, int]], runs_dir: Path) -> None:
 def sweep(
     names: Names = None,
     paper: Paper = False,
+    reading: ReadingOpt = "code",
     seeds: Seeds = None,
     seed: Seed = None,
     executor: Annotated[ExecutorKind, typer.Option(help="Where the jobs run.")] = (
@@ -421,7 +442,7 @@ def sweep(
     from ffbench.sweep import make_executor, submit
 
     matrix = run_matrix(
-        names, paper, seed, seeds, epochs=epochs, train_subset=train_subset,
+        names, paper, reading, seed, seeds, epochs=epochs, train_subset=train_subset,
         batch_start=batch_start, batch_final=batch_final, lr=lr, batch_growth=batch_growth,
         lr_scaling=lr_scaling, theta=theta, stable_loss=stable_loss, layer_order=layer_order,
         normalize_input=normalize_input,

@@ -17,6 +17,7 @@ import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import torch
@@ -149,6 +150,14 @@ def fetch(root: Path, refetch: bool = False, log: Callable[[str], None] = print)
         f"could not fetch MNIST ({'; '.join(failures) or 'md5 mismatch'}); "
         f"fix: put the raw files {', '.join(missing)} into {dest}"
     )
+
+
+class Pixels(str, Enum):
+    unit = "unit"  # [0, 1], as loaded
+    raw = "raw"  # 0-255, as the Keras loader gives them to the authors' code (core/mnist.py)
+
+
+PIXEL_SCALE = {Pixels.unit: 1.0, Pixels.raw: 255.0}
 
 
 @dataclass

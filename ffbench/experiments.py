@@ -12,8 +12,11 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from ffbench.losses import Loss
-from ffbench.schedules import BatchGrowth, LrScaling
+from ffbench import readings
+from ffbench.data import Pixels
+from ffbench.losses import Loss, LossForm
+from ffbench.models import GoodnessReduce, LabelInput
+from ffbench.schedules import BatchGrowth, Batching, LrScaling
 
 
 class Method(str, Enum):
@@ -32,8 +35,24 @@ class Optimizer(str, Enum):
 
 
 class LayerOrder(str, Enum):
-    per_batch = "per-batch"  # every batch trains layer 1, then layer 2 (like a DNN step)
+    per_batch = "per-batch"  # every layer steps on one forward pass of the batch (a DNN step)
+    sequential = "sequential"  # layer 1 steps, then its updated output trains layer 2
     greedy = "greedy"  # layer 1 for all epochs, then layer 2 for all epochs
+
+
+class Negatives(str, Enum):
+    other_image = "other_image"  # eq 3.3: another sample's image with this sample's label
+    wrong_label = "wrong_label"  # the same image with a uniformly drawn wrong label
+
+
+class OptimizerScope(str, Enum):
+    per_layer = "per_layer"  # each FF layer its own optimizer, stepped when it trains
+    shared = "shared"  # one over all parameters, stepped after each layer's pass (zeroed grads)
+
+
+class DnnOutput(str, Enum):
+    logits_ce = "logits_ce"  # cross-entropy on the logits
+    softmax_mse = "softmax_mse"  # MSE between softmax(output) and the one-hot label
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,26 @@ class Experiment:
     layer_order: LayerOrder = LayerOrder.per_batch
     train_subset: int | None = None  # first N training samples; None = all 60000
     description: str = ""
+    # The switches a reading sets (ffbench/readings.py); these defaults are the `text` reading.
+    reading: str = "text"
+    pixels: Pixels = Pixels.unit
+    label_input: LabelInput = LabelInput.overlay
+    bias: bool = True
+    norm_eps: float = 1e-8
+    goodness: GoodnessReduce = GoodnessReduce.sum
+    loss_form: LossForm = LossForm.text
+    negatives: Negatives = Negatives.other_image
+    optimizer_scope: OptimizerScope = OptimizerScope.per_layer
+    batching: Batching = Batching.disjoint
+    dnn_output: DnnOutput = DnnOutput.logits_ce
+
+    def __post_init__(self):
+        """Enum fields also take their values as strings (readings, config files)."""
+        for f in dataclasses.fields(self):
+            kind = ENUM_FIELDS.get(f.name)
+            value = getattr(self, f.name)
+            if kind is not None and not isinstance(value, kind):
+                object.__setattr__(self, f.name, kind(value))
 
     def settings(self) -> dict:
         """Every setting as plain JSON values (enums by value, tuples as lists)."""
@@ -68,10 +107,23 @@ class Experiment:
         return out
 
     def overrides(self) -> dict:
-        """Settings that differ from the registered experiment of the same name."""
-        base = REGISTRY[self.name].settings()
+        """Settings that differ from the registered experiment of the same name under the same
+        reading."""
+        base = under(REGISTRY[self.name], self.reading).settings()
         return {k: v for k, v in self.settings().items() if base[k] != v}
 
+
+def under(exp: Experiment, reading: str) -> Experiment:
+    """`exp` under the reading `reading` (ffbench/readings.py); rows beyond the notes keep their
+    own recipe."""
+    return readings.get(reading).apply(exp)
+
+
+ENUM_FIELDS = {"method": Method, "loss": Loss, "optimizer": Optimizer, "batch_growth": BatchGrowth,
+               "lr_scaling": LrScaling, "layer_order": LayerOrder, "pixels": Pixels,
+               "label_input": LabelInput, "goodness": GoodnessReduce, "loss_form": LossForm,
+               "negatives": Negatives, "optimizer_scope": OptimizerScope, "batching": Batching,
+               "dnn_output": DnnOutput}  # fmt: skip
 
 REGISTRY: dict[str, Experiment] = {}
 

@@ -6,8 +6,13 @@ With s = (g+ - theta) (+) (theta - g-), the concatenation over positive and nega
     L1     =  E[ln sigma(-s)]         (3.16)   adjusted:  E[ln(1 + sigma(-s))]  (4.2)
 
 E is the mean over all n + m terms. The paper's rows take ln(sigma(.)) literally, so sigma
-underflowing to 0 gives ln 0 = -inf and a NaN gradient, as the authors' code would; `stable=True`
-uses log-sigmoid instead.
+underflowing to 0 gives ln 0 = -inf and a NaN gradient; `stable=True` uses log-sigmoid instead.
+
+The authors' code (`LossForm.code`, core/FFALayer.py:26-28 and 57-59 of pho-ices-ml) computes
+its adjusted rows as mean(log(1 + exp(-s))) and -mean(log(1 + exp(s))), which are eqs 3.13 and
+3.16 themselves (-ln sigma(s) = ln(1 + e^-s)), written with exp so that it overflows to inf past
+s = 88; its plain rows are the same without the "1 +", ln(exp(-s)) and -ln(exp(s)): both are
+mean(-s), one objective linear in g.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ class Loss(str, Enum):
     L1 = "L1"  # eq 3.16
     adj_L0 = "adj_L0"  # eq 4.1
     adj_L1 = "adj_L1"  # eq 4.2
+
+
+class LossForm(str, Enum):
+    text = "text"  # eqs 3.13, 3.16, 4.1, 4.2 as printed
+    code = "code"  # the authors' code: log(1 + exp(.)) for adj, its argument alone for plain
 
 
 def goodness(a: torch.Tensor) -> torch.Tensor:
@@ -57,8 +67,33 @@ def ff_loss_terms(
     raise ValueError(f"{kind} is not a Forward-Forward loss")
 
 
-def ff_loss(
+def code_loss_terms(
     kind: Loss, g_pos: torch.Tensor, g_neg: torch.Tensor, theta: float, stable: bool = False
 ) -> torch.Tensor:
+    """The terms the authors' code averages (core/FFALayer.py:26-28, 57-59): log(1 + exp(-s))
+    for adj_L0, -log(1 + exp(s)) for adj_L1, and for the plain rows the same without "1 +",
+    which is -s for both: the figures pFFA0/pFFA1 start at loss 0 and fall without bound.
+    Literal exp: it overflows to inf past 88, as the authors' did; `stable` is not read."""
+    s = margins(g_pos, g_neg, theta)
+    if kind == Loss.adj_L0:
+        return torch.log(1 + torch.exp(-s))
+    if kind == Loss.adj_L1:
+        return -torch.log(1 + torch.exp(s))
+    if kind in (Loss.L0, Loss.L1):  # ln(exp(-s)) and -ln(exp(s)): one linear objective
+        return -s
+    raise ValueError(f"{kind} is not a Forward-Forward loss")
+
+
+LOSS_FORMS = {LossForm.text: ff_loss_terms, LossForm.code: code_loss_terms}
+
+
+def ff_loss(
+    kind: Loss,
+    g_pos: torch.Tensor,
+    g_neg: torch.Tensor,
+    theta: float,
+    stable: bool = False,
+    form: LossForm = LossForm.text,
+) -> torch.Tensor:
     """The FF loss `kind` of one layer: E over the positive and negative terms (eqs 3.13-4.2)."""
-    return ff_loss_terms(kind, g_pos, g_neg, theta, stable).mean()
+    return LOSS_FORMS[form](kind, g_pos, g_neg, theta, stable).mean()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ffbench.losses import goodness
 
@@ -11,14 +14,24 @@ N_CLASSES = 10
 NORM_EPS = 1e-8
 
 
+class LabelInput(str, Enum):
+    overlay = "overlay"  # the label in the first 10 pixels; the first layer normalises (sec. 2)
+    after_norm = "after_norm"  # the image L2-normalised, then the label pixels set (authors' code)
+
+
+class GoodnessReduce(str, Enum):
+    sum = "sum"  # g = ||a||^2 (eqs 3.5, 3.25)
+    mean = "mean"  # g = mean of a^2 (core/FFALayer.py:22-23)
+
+
 class MLP(nn.Module):
     """784-800-10 ReLU network trained by backprop (DNN_base); returns logits."""
 
-    def __init__(self, sizes: tuple[int, ...] = (784, 800, 10)):
+    def __init__(self, sizes: tuple[int, ...] = (784, 800, 10), bias: bool = True):
         super().__init__()
         layers: list[nn.Module] = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            layers.append(nn.Linear(n_in, n_out))
+            layers.append(nn.Linear(n_in, n_out, bias=bias))
             if i < len(sizes) - 2:
                 layers.append(nn.ReLU())
         self.net = nn.Sequential(*layers)
@@ -39,130 +52,183 @@ def overlay_label(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def l2_normalize(h: torch.Tensor) -> torch.Tensor:
-    """a^norm = a / ||a||: a layer sees only the direction of its input, not its goodness."""
-    return h / (h.norm(dim=1, keepdim=True) + NORM_EPS)
+def l2_normalize(h: torch.Tensor, eps: float = NORM_EPS) -> torch.Tensor:
+    """a / (||a|| + eps): a layer sees only the direction of its input, not its goodness."""
+    return h / (h.norm(dim=1, keepdim=True) + eps)
+
+
+def label_ready(x: torch.Tensor, label_input: LabelInput) -> torch.Tensor:
+    """The image as the label goes into it: itself (text), or L2-normalised first (the authors'
+    `pre`, torch.nn.functional.normalize, core/FFA.py:22)."""
+    return F.normalize(x, dim=1) if label_input == LabelInput.after_norm else x
+
+
+def encode_images(
+    x: torch.Tensor, label_input: LabelInput, normalize: bool, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(base, v): the first layer's input for label k is base + v * e_k. base is the image as the
+    label goes into it, label pixels 0, divided by the norm the labelled input will have; a
+    one-hot label has norm 1, so that norm, sqrt(||base||^2 + 1), is the same for every label.
+    Without `normalize` the first layer takes the overlaid image as it is (v = 1)."""
+    base = label_ready(x, label_input).clone()
+    base[:, :N_CLASSES] = 0.0
+    if normalize:
+        v = 1.0 / (torch.sqrt(base.square().sum(dim=1) + 1.0) + eps)
+    else:
+        v = torch.ones(len(x), dtype=x.dtype, device=x.device)
+    return base * v[:, None], v
 
 
 class LayerGoodness(torch.autograd.Function):
-    """Goodness of one FF layer, g = ||relu(x^norm W^T + b)||^2 (eqs 3.4, 3.5), and its activation.
+    """Goodness of one FF layer, g = c ||relu(x^norm W^T + b)||^2 (eqs 3.4, 3.5; c = 1 for the
+    sum, 1/width for the mean), and its activation.
 
     The same value as `l2_normalize` + Linear + ReLU + `goodness` under autograd, with the weight
-    gradient of eq 3.18 written out, dL/dW = sum_i dL/dg_i 2 a_i (x_i^norm)^T, so that one pass
+    gradient of eq 3.18 written out, dL/dW = sum_i dL/dg_i 2 c a_i (x_i^norm)^T, so that one pass
     over the activations replaces autograd's chain of elementwise backward kernels. The row scale
-    1/||x|| is applied to x W^T rather than to x. No gradient flows to x: FF layers train on a
-    detached input.
+    1/(||x|| + eps) is applied to x W^T rather than to x. No gradient flows to x: FF layers train
+    on a detached input. `bias` may be None (the authors' layers have none).
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, normalize: bool):
+    def forward(ctx, x, weight, bias, normalize: bool, eps: float, scale: float):
         if normalize:
-            r = 1.0 / (torch.linalg.vector_norm(x, dim=1) + NORM_EPS)
-            a = torch.addcmul(bias, r[:, None], x @ weight.T)
+            r = 1.0 / (torch.linalg.vector_norm(x, dim=1) + eps)
+            a = (x @ weight.T).mul_(r[:, None])
         else:  # x is already x^norm
             r = None
-            a = torch.addmm(bias, x, weight.T)
+            a = x @ weight.T
+        if bias is not None:
+            a.add_(bias)
         a.clamp_min_(0.0)
-        g = torch.linalg.vector_norm(a, dim=1).square()
+        g = torch.linalg.vector_norm(a, dim=1).square().mul_(scale)
         ctx.save_for_backward(x, a, r)
+        ctx.scale, ctx.has_bias = scale, bias is not None
         ctx.mark_non_differentiable(a)
         return g, a
 
     @staticmethod
     def backward(ctx, grad_g: torch.Tensor, _grad_a):
         x, a, r = ctx.saved_tensors
-        two_dg = 2.0 * grad_g
+        two_dg = (2.0 * ctx.scale) * grad_g
         grad_weight = (a * (two_dg if r is None else two_dg * r)[:, None]).T @ x
-        grad_bias = a.T @ two_dg
-        return None, grad_weight, grad_bias, None
+        grad_bias = a.T @ two_dg if ctx.has_bias else None
+        return None, grad_weight, grad_bias, None, None, None
 
 
 class FFNet(nn.Module):
     """784-800-10 Forward-Forward net: every layer is Linear + ReLU on an L2-normalised input,
-    trained on its own goodness g = ||a||^2 (eqs 3.4, 3.5). `normalize_input=False` feeds the
-    first layer the raw image, as section 3 writes it (x for the first layer, a^norm after)."""
+    trained on its own goodness (eqs 3.4, 3.5). `normalize_input=False` feeds the first layer the
+    raw image, as section 3 writes it (x for the first layer, a^norm after); `bias`, `eps` and
+    `goodness` are the reading's switches (ffbench/readings.py)."""
 
-    def __init__(self, sizes: tuple[int, ...] = (784, 800, 10), normalize_input: bool = True):
+    def __init__(
+        self,
+        sizes: tuple[int, ...] = (784, 800, 10),
+        normalize_input: bool = True,
+        bias: bool = True,
+        eps: float = NORM_EPS,
+        goodness: GoodnessReduce = GoodnessReduce.sum,
+    ):
         super().__init__()
         self.layers = nn.ModuleList(
-            nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
+            nn.Linear(n_in, n_out, bias=bias)
+            for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
         )
         self.normalize_input = normalize_input
+        self.eps = eps
+        self.scales = [1.0 / n if goodness == GoodnessReduce.mean else 1.0 for n in sizes[1:]]
 
     def normalizes(self, i: int) -> bool:
         return i > 0 or self.normalize_input
 
     def layer_forward(self, i: int, h: torch.Tensor) -> torch.Tensor:
         """Activation a_i of layer i from the (unnormalised) output of layer i-1, by autograd."""
-        return torch.relu(self.layers[i](l2_normalize(h) if self.normalizes(i) else h))
+        return torch.relu(self.layers[i](l2_normalize(h, self.eps) if self.normalizes(i) else h))
 
     def layer_goodness(
         self, i: int, h: torch.Tensor, normalize: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(g_i, a_i) of layer i by `LayerGoodness`; gradients reach layer i's weights only."""
         layer = self.layers[i]
-        return LayerGoodness.apply(h, layer.weight, layer.bias, normalize)
+        return LayerGoodness.apply(h, layer.weight, layer.bias, normalize, self.eps, self.scales[i])
 
     def goodnesses(
-        self, x: torch.Tensor, fused: bool = True, input_normalized: bool = False
+        self,
+        x: torch.Tensor,
+        fused: bool = True,
+        input_normalized: bool = False,
+        first: int = 0,
+        stop: int | None = None,
     ) -> list[torch.Tensor]:
-        """Goodness of every layer for label-overlaid inputs (`input_normalized`: x is already
-        what the first layer takes). Each layer's input is detached, so the gradient of layer i's
-        loss reaches layer i's weights only. `fused=False` is the plain autograd path."""
+        """Goodness of layers `first` .. `stop`-1 (default: the last) for x, the input of layer
+        `first` (`input_normalized`: x is already what the first layer takes). Each layer's input
+        is detached, so the gradient of layer i's loss reaches layer i's weights only.
+        `fused=False` is the plain autograd path."""
         out, h = [], x
-        for i in range(len(self.layers)):
+        for i in range(first, len(self.layers) if stop is None else stop):
             if fused:
                 normalize = self.normalizes(i) and not (i == 0 and input_normalized)
                 g, h = self.layer_goodness(i, h, normalize=normalize)
             else:
                 h = self.layer_forward(i, h.detach())
-                g = goodness(h)
+                g = goodness(h) * self.scales[i]
             out.append(g)
         return out
 
     @torch.no_grad()
-    def goodness_per_label(self, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
-        """(N, 10): goodness summed over layers with each of the 10 labels overlaid.
+    def hidden(self, x: torch.Tensor, upto: int, input_normalized: bool = True) -> torch.Tensor:
+        """The activation of layer `upto` - 1 (x itself for 0): the input layer `upto` trains on."""
+        h = x
+        for i in range(upto):
+            normalize = self.normalizes(i) and not (i == 0 and input_normalized)
+            _, h = self.layer_goodness(i, h, normalize=normalize)
+        return h
 
-        Only the first layer sees the label, and a one-hot overlay changes x^norm by one column
-        of W and not at all the norm (||x|| is the same for every label), so the first layer's
-        x W^T is computed once and each label adds its column: 10 labels cost about one pass.
-        Rows go in chunks small enough for the ten label variants to stay in cache.
+    @torch.no_grad()
+    def goodness_per_label(
+        self, base: torch.Tensor, v: torch.Tensor, chunk: int = 512
+    ) -> torch.Tensor:
+        """(N, 10): goodness summed over layers with each of the 10 labels, for images encoded by
+        `encode_images` (the first layer's input for label k is base + v e_k).
+
+        Only the first layer sees the label, so its base W^T is computed once and each label adds
+        v times its column of W: 10 labels cost about one pass. Rows go in chunks small enough
+        for the ten label variants to stay in cache.
         """
         first = self.layers[0]
         label_columns = first.weight[:, :N_CLASSES].T  # (10, hidden)
         out = []
-        for s in range(0, len(x), chunk):
-            x0 = x[s : s + chunk].clone()
-            x0[:, :N_CLASSES] = 0.0
-            r = (1.0 / (torch.sqrt(x0.square().sum(dim=1) + 1.0) + NORM_EPS))[:, None]
-            if not self.normalize_input:
-                r = torch.ones_like(r)
-            shared = torch.addcmul(first.bias, r, x0 @ first.weight.T)  # r x0 W^T + b
+        for s in range(0, len(base), chunk):
+            vs = v[s : s + chunk, None]
+            shared = base[s : s + chunk] @ first.weight.T
+            if first.bias is not None:
+                shared += first.bias
             scores = []
             for k in range(N_CLASSES):
-                a = torch.addcmul(shared, r, label_columns[k]).clamp_min_(0.0)
+                a = torch.addcmul(shared, vs, label_columns[k]).clamp_min_(0.0)
                 norm = torch.linalg.vector_norm(a, dim=1)
-                total = norm.square()
-                for layer in self.layers[1:]:  # a^norm W^T = (a W^T) / ||a||, the norm reused
-                    inv = (1.0 / (norm + NORM_EPS))[:, None]
-                    a = torch.addcmul(layer.bias, inv, a @ layer.weight.T).clamp_min_(0.0)
+                total = norm.square() * self.scales[0]
+                for i, layer in enumerate(self.layers[1:], start=1):  # (a W^T) / ||a||, reused
+                    inv = (1.0 / (norm + self.eps))[:, None]
+                    a = (a @ layer.weight.T).mul_(inv)
+                    if layer.bias is not None:
+                        a += layer.bias
+                    a.clamp_min_(0.0)
                     norm = torch.linalg.vector_norm(a, dim=1)
-                    total += norm.square()
+                    total += norm.square() * self.scales[i]
                 scores.append(total)
             out.append(torch.stack(scores, dim=1))
         return torch.cat(out)
 
     @torch.no_grad()
-    def goodness_per_label_plain(self, x: torch.Tensor) -> torch.Tensor:
+    def goodness_per_label_plain(
+        self, x: torch.Tensor, label_input: LabelInput = LabelInput.overlay
+    ) -> torch.Tensor:
         """`goodness_per_label` the obvious way: 10 full passes, each label overlaid."""
+        x = label_ready(x, label_input)
         labels = [torch.full((len(x),), k, dtype=torch.long, device=x.device) for k in range(10)]
         return torch.stack(
             [torch.stack(self.goodnesses(overlay_label(x, y), fused=False)).sum(0) for y in labels],
             dim=1,
         )
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Prediction of section 2: every label is tried and the best total goodness wins."""
-        return self.goodness_per_label(x).argmax(dim=1)

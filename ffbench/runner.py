@@ -1,4 +1,4 @@
-"""Run directories: `RUNS/<experiment>/seed-<S>[-<hash of overrides>]/`, one per run.
+"""Run directories: `RUNS/<reading>/<experiment>/seed-<S>[-<hash of overrides>]/`, one per run.
 
 `os.mkdir` is the lock (as sacred does): whoever creates the directory owns the run. Every file is
 written to a temporary name and moved into place with `os.replace` (as timm does); `result.json`
@@ -45,10 +45,11 @@ def short_hash(overrides: dict) -> str:
 
 
 def run_dir(runs_dir: Path, exp: Experiment, seed: int) -> Path:
-    """Where a run lives; settings that differ from the registry's add a short hash to the name."""
+    """Where a run lives, `RUNS/<reading>/<experiment>/seed-<S>`; settings that differ from the
+    registry's row under that reading add a short hash to the name."""
     overrides = exp.overrides()
     suffix = f"-{short_hash(overrides)}" if overrides else ""
-    return Path(runs_dir) / exp.name / f"seed-{seed}{suffix}"
+    return Path(runs_dir) / exp.reading / exp.name / f"seed-{seed}{suffix}"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -242,7 +243,7 @@ def execute(
     claimed, aside = claim(path, force, resume)
     if not claimed:
         return Outcome(path, read_json(path / RESULT), skipped=True)
-    base = {"experiment": exp.name, "seed": seed, "device": str(device)}
+    base = {"experiment": exp.name, "reading": exp.reading, "seed": seed, "device": str(device)}
     state = None
     if resume and (path / CHECKPOINT).exists():
         state = torch.load(path / CHECKPOINT, map_location=device, weights_only=True)

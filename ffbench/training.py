@@ -15,11 +15,19 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ffbench.data import MNIST
-from ffbench.experiments import Experiment, LayerOrder, Method, Optimizer
-from ffbench.losses import ff_loss, ff_loss_terms, goodness
-from ffbench.models import MLP, N_CLASSES, NORM_EPS, FFNet, overlay_label
-from ffbench.schedules import schedule
+from ffbench.data import MNIST, PIXEL_SCALE
+from ffbench.experiments import (
+    DnnOutput,
+    Experiment,
+    LayerOrder,
+    Method,
+    Negatives,
+    Optimizer,
+    OptimizerScope,
+)
+from ffbench.losses import LOSS_FORMS, ff_loss, goodness
+from ffbench.models import MLP, N_CLASSES, FFNet, encode_images, overlay_label
+from ffbench.schedules import batch_slices, schedule
 
 EVAL_CHUNK = 10000
 
@@ -47,149 +55,209 @@ def make_optimizer(kind: Optimizer, params, lr: float, device: torch.device):
     raise ValueError(f"{kind.value}: only FF_best's task sets up SGD (momentum, weight decay)")
 
 
+def mse_on_softmax(out: torch.Tensor, y: torch.Tensor, b: int) -> torch.Tensor:
+    """The authors' DNN loss (FFA/FFA.ipynb cell 3): MSELoss between softmax(output) and the
+    one-hot label, a mean over the b x 10 entries of the batch (this chunk's share of it)."""
+    target = F.one_hot(y, N_CLASSES).to(out.dtype)
+    return F.mse_loss(F.softmax(out, dim=1), target, reduction="sum") / (b * N_CLASSES)
+
+
+DNN_LOSSES = {
+    DnnOutput.logits_ce: lambda out, y, b: F.cross_entropy(out, y, reduction="sum") / b,
+    DnnOutput.softmax_mse: mse_on_softmax,
+}
+
+
 class BackpropTask:
-    """DNN_base: cross-entropy on the logits of a ReLU MLP, every layer from one backward pass.
+    """DNN_base: a ReLU MLP, every layer from one backward pass of the reading's loss
+    (cross-entropy on the logits, or the authors' MSE on the softmax).
 
     The loss is a mean over samples, so a batch larger than `chunk` is taken in chunks whose
     gradients add up before the one optimizer step: the same update, activations in cache."""
 
     def __init__(self, exp: Experiment, data: MNIST, device: torch.device, chunk: int = 4096):
+        self.exp = exp
         self.data = data
         self.chunk = chunk
-        self.model = MLP(exp.sizes).to(device)
+        self.scale = PIXEL_SCALE[exp.pixels]
+        self.x_train = data.x_train * self.scale if self.scale != 1 else data.x_train
+        self.model = MLP(exp.sizes, bias=exp.bias).to(device)
         self.optimizers = [make_optimizer(exp.optimizer, self.model.parameters(), exp.lr, device)]
         self.phases: list[int | None] = [None]
+        self.loss_of = DNN_LOSSES[exp.dnn_output]
 
     def train_epoch(self, phase, batch: int, gen: torch.Generator) -> torch.Tensor:
-        d = self.data
-        n = len(d.x_train)
-        perm = torch.randperm(n, device=d.x_train.device, generator=gen)
-        x, y = d.x_train[perm], d.y_train[perm]
+        n = len(self.x_train)
+        perm = torch.randperm(n, device=self.x_train.device, generator=gen)
+        x, y = self.x_train[perm], self.data.y_train[perm]
         (opt,) = self.optimizers
         total = torch.zeros((), device=x.device)
-        for s in range(0, n, batch):
-            b = min(batch, n - s)
+        seen = 0
+        for s, b in batch_slices(n, batch, self.exp.batching):
             opt.zero_grad(set_to_none=True)
             total += self.batch_gradients(x[s : s + b], y[s : s + b], gen) * b
             opt.step()
-        return total / n
+            seen += b
+        return total / seen
 
     def batch_gradients(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
         """Set every parameter's .grad for one batch; returns the batch's mean loss (detached)."""
         b = len(x)
         total = torch.zeros((), device=x.device)
         for c in range(0, b, self.chunk):
-            loss = F.cross_entropy(self.model(x[c : c + self.chunk]), y[c : c + self.chunk],
-                                   reduction="sum") / b  # fmt: skip
+            loss = self.loss_of(self.model(x[c : c + self.chunk]), y[c : c + self.chunk], b)
             loss.backward()
             total += loss.detach()
         return total
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.predict(x)
+        return self.model.predict(x * self.scale if self.scale != 1 else x)
+
+
+def other_image_negatives(perm: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
+    """Eq 3.3: for the sample at each position of the epoch's shuffle, another sample's image
+    j = i + shift != i (mod n), drawn afresh every epoch, with this sample's label. Returns
+    draw(s, b) -> (negative images, their labels) for the positions s .. s+b-1."""
+    n = len(perm)
+    neg = (perm + torch.randint(1, n, (n,), device=perm.device, generator=gen)) % n
+    return lambda s, b: (neg[s : s + b], y[perm[s : s + b]])
+
+
+def wrong_label_negatives(perm: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
+    """The authors' negatives (core/FFA.py:45): the same image with a wrong label, y + U{1..9}
+    mod 10, drawn afresh for every batch."""
+
+    def draw(s: int, b: int):
+        idx = perm[s : s + b]
+        shift = torch.randint(1, N_CLASSES, (b,), device=perm.device, generator=gen)
+        return idx, (y[idx] + shift) % N_CLASSES
+
+    return draw
+
+
+NEGATIVES = {Negatives.other_image: other_image_negatives,
+             Negatives.wrong_label: wrong_label_negatives}  # fmt: skip
+
+
+def layer_passes(order: LayerOrder, n_layers: int, phase: int | None) -> list[list[int]]:
+    """The layers each optimizer step of a batch trains: all at once on one forward pass
+    (per-batch), or one after another, each on its predecessor's updated output (sequential,
+    core/FFA.py:60-63); a greedy phase trains its one layer."""
+    if phase is not None:
+        return [[phase]]
+    if order == LayerOrder.sequential:
+        return [[i] for i in range(n_layers)]
+    return [list(range(n_layers))]
 
 
 class FFTask:
     """Forward-Forward: every layer minimises its own loss on positive and negative data.
 
-    Positive: an image with its own label in the first 10 pixels. Negative (eq 3.3): another
-    sample's image x_j, j != i, with label y_i, one per sample, drawn afresh every epoch.
-    Each layer has its own optimizer and a detached input, so the sum of the layer losses
-    gives every layer exactly the gradient of its own loss.
+    Positive: an image with its own label in the first 10 pixels. Negative: the reading's
+    (`NEGATIVES`). Each layer trains on a detached input, so the sum of the layer losses gives
+    every layer exactly the gradient of its own loss. The reading's other switches are composed
+    here: the image encoding (`encode_images`), the net (`FFNet`), the loss form (`LOSS_FORMS`),
+    the batches (`batch_slices`), the layer passes (`layer_passes`) and the optimizer scope.
 
-    This is the fast path; `ReferenceFFTask` is the same mathematics written the obvious way.
-    The first layer's normalised inputs are gathered ready-made: a one-hot label overlay has norm 1,
-    so ||overlay(x_j)||^2 = ||x_j without its first 10 pixels||^2 + 1 whatever the label, and
-    x_j / ||overlay(x_j)|| is computed once per run.
+    This is the fast path; `ReferenceFFTask` is the text reading written the obvious way, and
+    tests/authors_loop.py the code reading. The first layer's inputs are gathered ready-made:
+    a one-hot label has norm 1, so the labelled input's norm is the same whatever the label,
+    and base = image / that norm is computed once per run (`encode_images`).
     """
 
     def __init__(self, exp: Experiment, data: MNIST, device: torch.device, chunk: int = 2048):
         self.exp = exp
         self.chunk = chunk
         self.data = data
-        self.model = FFNet(exp.sizes, exp.normalize_input).to(device)
-        self.optimizers = [
-            make_optimizer(exp.optimizer, m.parameters(), exp.lr, device) for m in self.model.layers
-        ]
+        self.model = FFNet(exp.sizes, exp.normalize_input, exp.bias, exp.norm_eps,
+                           exp.goodness).to(device)  # fmt: skip
+        self.shared = exp.optimizer_scope == OptimizerScope.shared
+        groups = [self.model] if self.shared else list(self.model.layers)
+        self.optimizers = [make_optimizer(exp.optimizer, m.parameters(), exp.lr, device)
+                           for m in groups]  # fmt: skip
         n_layers = len(self.model.layers)
         self.phases = list(range(n_layers)) if exp.layer_order == LayerOrder.greedy else [None]
-        x = data.x_train
-        self.onehot = F.one_hot(data.y_train, N_CLASSES).to(x.dtype)
-        self.inv_norm = 1.0 / (torch.sqrt(x[:, N_CLASSES:].square().sum(1) + 1.0) + NORM_EPS)
-        if not exp.normalize_input:  # the first layer takes the raw overlaid image
-            self.inv_norm = torch.ones_like(self.inv_norm)
-        self.x_scaled = x * self.inv_norm[:, None]  # x_j / ||overlay(x_j)||, label pixels 0
-        self.x_scaled[:, :N_CLASSES] = 0.0
-        self.x_pos = self.x_scaled.clone()
-        self.x_pos[:, :N_CLASSES] = self.onehot * self.inv_norm[:, None]
+        self.scale = PIXEL_SCALE[exp.pixels]
+        self.encode = lambda x: encode_images(x * self.scale, exp.label_input,
+                                              exp.normalize_input, exp.norm_eps)  # fmt: skip
+        self.x_base, self.v = self.encode(data.x_train)
+        self.loss_terms = LOSS_FORMS[exp.loss_form]
 
-    def epoch_indices(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """A shuffle of the samples, and for each the image of its negative (eq 3.3): another
-        sample j = i + shift != i (mod n), drawn afresh every epoch."""
-        n = len(self.data.x_train)
-        device = self.data.x_train.device
-        perm = torch.randperm(n, device=device, generator=gen)
-        shift = torch.randint(1, n, (n,), device=device, generator=gen)
-        return perm, (perm + shift) % n
+    def optimizers_of(self, layers: list[int]) -> list:
+        """The optimizers a pass over `layers` steps. One shared optimizer steps every parameter
+        after every pass: the authors' `zero_grad()` kept zeros (torch < 2.0), so the idle
+        layer takes a decay-only ASGD step (core/dojo.py:42, core/FFALayer.py:29-32)."""
+        return self.optimizers if self.shared else [self.optimizers[i] for i in layers]
 
-    def layer_losses(self, phase: int | None, x: torch.Tensor, b: int) -> torch.Tensor:
-        """Sum over the layers trained in `phase` of their FF-loss terms, for x holding b
-        positives, then their b negatives (already normalised for the first layer)."""
+    def fill(self, out: torch.Tensor, idx, neg_img, neg_label) -> torch.Tensor:
+        """out[:k] = positives (images idx with their labels), out[k:] = the k negatives."""
+        k = len(idx)
+        x = out[: 2 * k]
+        torch.index_select(self.x_base, 0, idx, out=x[:k])
+        torch.index_select(self.x_base, 0, neg_img, out=x[k:])
+        labels = torch.cat([self.data.y_train[idx], neg_label])
+        x[:, :N_CLASSES] = (
+            F.one_hot(labels, N_CLASSES).to(x.dtype) * self.v[torch.cat([idx, neg_img])][:, None]
+        )
+        return x
+
+    def layer_losses(self, layers: list[int], x: torch.Tensor, k: int) -> torch.Tensor:
+        """Sum over `layers` (consecutive) of their FF-loss terms, for x holding k labelled
+        first-layer inputs, then their k negatives; earlier layers only forward (no gradient)."""
         exp, model = self.exp, self.model
-        if phase is None:
-            gs = model.goodnesses(x, input_normalized=True)
-        else:
-            with torch.no_grad():
-                for i in range(phase):
-                    x = model.layer_forward(i, x)
-            gs = [goodness(model.layer_forward(phase, x))]
-        terms = (ff_loss_terms(exp.loss, g[:b], g[b:], exp.theta, exp.stable_loss) for g in gs)
+        h = model.hidden(x, layers[0])
+        gs = model.goodnesses(h, input_normalized=True, first=layers[0], stop=layers[-1] + 1)
+        terms = (self.loss_terms(exp.loss, g[:k], g[k:], exp.theta, exp.stable_loss) for g in gs)
         return sum(t.sum() for t in terms)
 
     def train_epoch(self, phase, batch: int, gen: torch.Generator) -> torch.Tensor:
-        """One epoch of FF steps. The loss is a mean of per-sample terms, so a batch is taken in
-        chunks of at most `chunk` pairs whose gradients add up before the single optimizer step:
-        the same update as one pass over the whole batch, with activations that fit in cache."""
-        perm, neg = self.epoch_indices(gen)
-        n, width = self.x_pos.shape
-        opts = self.optimizers if phase is None else [self.optimizers[phase]]
+        """One epoch of FF steps; returns the mean over batches of the summed layer losses. A
+        batch is taken in chunks of at most `chunk` pairs whose gradients add up before the
+        optimizer step: the same update as one pass over the whole batch, in cache."""
+        n, width = self.x_base.shape
+        perm = torch.randperm(n, device=self.x_base.device, generator=gen)
+        draw = NEGATIVES[self.exp.negatives](perm, self.data.y_train, gen)
+        passes = layer_passes(self.exp.layer_order, len(self.model.layers), phase)
         chunk = min(batch, n, self.chunk)
-        buf = self.x_pos.new_empty(2 * chunk, width)
-        total = torch.zeros((), device=self.x_pos.device)
-        for s in range(0, n, batch):
-            b = min(batch, n - s)
-            for opt in opts:
-                opt.zero_grad(set_to_none=True)
-            for c in range(s, s + b, chunk):
-                k = min(chunk, s + b - c)
-                idx, j = perm[c : c + k], neg[c : c + k]
-                x = buf[: 2 * k]  # k positives, then their k negatives
-                torch.index_select(self.x_pos, 0, idx, out=x[:k])
-                torch.index_select(self.x_scaled, 0, j, out=x[k:])
-                # another sample's image with this sample's label
-                x[k:, :N_CLASSES] = self.onehot[idx] * self.inv_norm[j, None]
-                loss = self.layer_losses(phase, x, k) / (2 * b)
-                loss.backward()
-                total += loss.detach() * b
-            for opt in opts:
-                opt.step()
-        return total / n
+        buf = self.x_base.new_empty(2 * chunk, width)
+        total = torch.zeros((), device=self.x_base.device)
+        seen = 0
+        for s, b in batch_slices(n, batch, self.exp.batching):
+            idx = perm[s : s + b]
+            neg_img, neg_label = draw(s, b)
+            for layers in passes:
+                opts = self.optimizers_of(layers)
+                for opt in opts:
+                    opt.zero_grad(set_to_none=not self.shared)
+                for c in range(0, b, chunk):
+                    k = min(chunk, b - c)
+                    x = self.fill(buf, idx[c : c + k], neg_img[c : c + k], neg_label[c : c + k])
+                    loss = self.layer_losses(layers, x, k) / (2 * b)
+                    loss.backward()
+                    total += loss.detach() * b
+                for opt in opts:
+                    opt.step()
+            seen += b
+        return total / seen
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.predict(x)
+        """Section 2: every label is tried and the best total goodness wins."""
+        return self.model.goodness_per_label(*self.encode(x)).argmax(dim=1)
 
 
 class ReferenceFFTask(FFTask):
-    """The obvious FF loop, kept to test and time the fast one against: label overlays built per
-    batch, positives and negatives in separate passes, every layer's input re-forwarded from the
-    image, plain autograd, whole batches. Same shuffles, negatives and updates as `FFTask`."""
+    """The obvious FF loop of the text reading, kept to test and time the fast one against:
+    label overlays built per batch, positives and negatives in separate passes, every layer's
+    input re-forwarded from the image, plain autograd, whole batches. Same shuffles, negatives
+    and updates as `FFTask` under the text reading."""
 
     def train_epoch(self, phase, batch: int, gen: torch.Generator) -> torch.Tensor:
         if phase is not None:
             raise ValueError("the reference loop trains all layers on every batch")
         exp, model, d = self.exp, self.model, self.data
-        perm, neg = self.epoch_indices(gen)
         n = len(d.x_train)
+        perm = torch.randperm(n, device=d.x_train.device, generator=gen)
+        neg = (perm + torch.randint(1, n, (n,), device=perm.device, generator=gen)) % n
         total = torch.zeros((), device=d.x_train.device)
         for s in range(0, n, batch):
             idx = perm[s : s + batch]
@@ -314,14 +382,13 @@ def train(
         gen.set_state(resume["generator"])
         records, seconds, done = list(resume["records"]), resume["seconds"], resume["epoch"]
     epoch = 0
+    params = [p for opt in task.optimizers for g in opt.param_groups for p in g["params"]]
     for phase in task.phases:
-        opts = task.optimizers if phase is None else [task.optimizers[phase]]
-        params = [p for opt in opts for g in opt.param_groups for p in g["params"]]
         for e, (batch, lr) in enumerate(plan, start=1):
             epoch += 1
             if epoch <= done:
                 continue
-            for opt in opts:
+            for opt in task.optimizers:
                 for group in opt.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
             _sync(device)

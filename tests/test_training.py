@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ffbench.experiments import get
-from ffbench.training import BackpropTask, FFTask, ReferenceFFTask, train
+from ffbench.training import BackpropTask, FFTask, ReferenceFFTask, other_image_negatives, train
 
 CPU = torch.device("cpu")
 
@@ -33,13 +33,14 @@ def test_short_ff_run_learns_with_adam(mnist_small):
 
 
 def test_negatives_never_pair_an_image_with_itself(synthetic):
-    task = FFTask(get("FFA0"), synthetic, CPU)
+    """Eq 3.3: another sample's image, with this sample's label."""
     gen = torch.Generator().manual_seed(0)
     for _ in range(20):
-        perm, neg = task.epoch_indices(gen)
-        assert torch.equal(perm.sort().values, torch.arange(64))
-        assert (neg != perm).all()
-        assert ((neg >= 0) & (neg < 64)).all()
+        perm = torch.randperm(64, generator=gen)
+        images, labels = other_image_negatives(perm, synthetic.y_train, gen)(0, 64)
+        assert (images != perm).all()
+        assert ((images >= 0) & (images < 64)).all()
+        assert torch.equal(labels, synthetic.y_train[perm])
 
 
 @pytest.mark.parametrize("name, normalize_input", [("adj_FFA0_1", True), ("FFA1", True),
