@@ -13,10 +13,12 @@ from collections.abc import Callable
 
 import torch
 
+from ffbench.backprop import BackpropTask
 from ffbench.data import MNIST
-from ffbench.experiments import get
-from ffbench.models import overlay_label
-from ffbench.training import BackpropTask, FFTask, ReferenceFFTask, flush_denormals
+from ffbench.experiments import LayerOrder, get, under
+from ffbench.ff import FFTask, ReferenceFFTask
+from ffbench.models import label_ready, overlay_label
+from ffbench.training import flush_denormals
 
 EPOCH_SAMPLES = 60000
 
@@ -27,10 +29,13 @@ def dnn_flops_per_sample(sizes: tuple[int, ...]) -> int:
     return sum(4 * a * b for a, b in pairs) + sum(2 * a * b for a, b in pairs[1:])
 
 
-def ff_flops_per_sample(sizes: tuple[int, ...]) -> int:
+def ff_flops_per_sample(sizes: tuple[int, ...], sequential: bool = False) -> int:
     """FF: a positive and a negative row, each with forward and weight gradient of every layer
-    (inputs are detached: no input gradient)."""
-    return 2 * sum(4 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    (inputs are detached: no input gradient). `sequential` (the code reading): layer l trains on
+    the updated output of the layers below, so those forward once more for each layer above."""
+    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+    again = sum(2 * a * b * (len(pairs) - 1 - i) for i, (a, b) in enumerate(pairs))
+    return 2 * (sum(4 * a * b for a, b in pairs) + (again if sequential else 0))
 
 
 def _sync(device: torch.device) -> None:
@@ -81,39 +86,47 @@ def bench(
     batches: list[int],
     samples: int = EPOCH_SAMPLES,
     peak_n: int = 4096,
+    reading: str = "text",
 ) -> list[dict]:
-    """The measurements of `ffbench bench`, one dict per batch size; an epoch is `samples`."""
+    """The measurements of `ffbench bench`, one dict per batch size; an epoch is `samples`.
+    DNN_base and adj_FFA0_1 under `reading`; the plain reference loop (text reading) is timed
+    beside the text reading only."""
     flush_denormals()  # as `train` runs
     data = epoch_data(data, samples)
-    dnn_exp, ff_exp = get("DNN_base"), get("adj_FFA0_1")
+    dnn_exp, ff_exp = under(get("DNN_base"), reading), under(get("adj_FFA0_1"), reading)
     sizes = ff_exp.sizes
+    ff_flops = ff_flops_per_sample(sizes, ff_exp.layer_order == LayerOrder.sequential)
     peak = peak_gflops(device, peak_n)
     torch.manual_seed(0)
-    ff, ref = FFTask(ff_exp, data, device), ReferenceFFTask(ff_exp, data, device)
+    ff = FFTask(ff_exp, data, device)
+    ref = ReferenceFFTask(ff_exp, data, device) if reading == "text" else None
     x = data.x_test
-    x_one = overlay_label(x, data.y_test)
+    x_one = overlay_label(label_ready(x * ff.scale, ff_exp.label_input), data.y_test)
     with torch.no_grad():
         forward_s = timed(lambda: ff.model.goodnesses(x_one, fused=False), device, repeat=3)
-        eval_s = timed(lambda: ff.model.goodness_per_label(x), device, repeat=3)
+        eval_s = timed(lambda: ff.model.goodness_per_label(*ff.encode(x)), device, repeat=3)
         ref_eval_s = timed(lambda: ff.model.goodness_per_label_plain(x), device, repeat=3)
     out = []
     for b in batches:
         dnn_s = epoch_seconds(BackpropTask(dnn_exp, data, device), b, device)
         ff_s = epoch_seconds(ff, b, device)
-        ref_s = epoch_seconds(ref, b, device)
         util = lambda flops, s: flops * samples / s / 1e9 / peak  # noqa: E731
-        out.append({
+        row = {
             "device": str(device),
+            "reading": reading,
             "batch": b,
             "peak_gflops": peak,
             "dnn_epoch_s": dnn_s,
             "ff_epoch_s": ff_s,
             "dnn_util": util(dnn_flops_per_sample(sizes), dnn_s),
-            "ff_util": util(ff_flops_per_sample(sizes), ff_s),
+            "ff_util": util(ff_flops, ff_s),
             "eval_ratio": eval_s / forward_s,
-            "ref_ff_epoch_s": ref_s,
-            "ref_ff_util": util(ff_flops_per_sample(sizes), ref_s),
-            "ref_eval_ratio": ref_eval_s / forward_s,
-            "ff_speedup": ref_s / ff_s,
-        })  # fmt: skip
+        }
+        if ref is not None:
+            ref_s = epoch_seconds(ref, b, device)
+            row["ref_ff_epoch_s"] = ref_s
+            row["ref_ff_util"] = util(ff_flops, ref_s)
+            row["ref_eval_ratio"] = ref_eval_s / forward_s
+            row["ff_speedup"] = ref_s / ff_s
+        out.append(row)
     return out

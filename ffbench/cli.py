@@ -27,6 +27,7 @@ from ffbench.experiments import (
     Method,
     UnknownExperiment,
     get,
+    parse_setting,
     under,
 )
 from ffbench.progress import EpochProgress
@@ -35,6 +36,7 @@ from ffbench.runner import (
     check_writable,
     execute,
     run_dir,
+    run_labels,
     run_state,
     write_atomic,
 )
@@ -79,6 +81,14 @@ ReadingOpt = Annotated[
         "--reading",
         help="Interpretation of the notes for the paper rows: code (the authors' code, "
         "reproduces the table) or text (the equations as printed); see `ffbench readings`.",
+    ),
+]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Any setting of the experiment, KEY=VALUE (repeatable), e.g. --set theta=2 "
+        "--set negatives=other_image; keys: `ffbench readings`, README.",
     ),
 ]
 Epochs = Annotated[int | None, typer.Option(min=1, help="Epochs (registry: 400).")]
@@ -197,11 +207,41 @@ def list_experiments() -> None:
     console.print(out)
 
 
+@app.command("readings")
+def show_readings(
+    fmt: Annotated[
+        results.TableFormat, typer.Option("--format", help="rich or markdown.")
+    ] = results.TableFormat.rich,
+) -> None:
+    """The readings side by side: every interpretation switch, its value under each reading,
+    and where the notes and the authors' code stand (file:line)."""
+    from rich.table import Table
+
+    header, rows = readings.switch_table()
+    if fmt == results.TableFormat.markdown:
+        cells = [[c.replace("|", "\\|") for c in r] for r in [header, *rows]]
+        lines = ["| " + " | ".join(r) + " |" for r in cells]
+        lines.insert(1, "|" + "---|" * len(header))
+        sys.stdout.write("\n".join(lines) + "\n")
+        return
+    if fmt != results.TableFormat.rich:
+        raise typer.BadParameter("readings prints rich or markdown", param_hint="--format")
+    out = Table(title="ffbench readings", show_lines=True)
+    for h in header:
+        out.add_column(h)
+    for r in rows:
+        out.add_row(*r)
+    for reading in readings.READINGS.values():
+        out.caption = (out.caption or "") + f"{reading.name}: {reading.description}.  "
+    console.print(out)
+
+
 @app.command()
 def run(
     names: Names = None,
     paper: Paper = False,
     reading: ReadingOpt = "code",
+    sets: Sets = None,
     epochs: Epochs = None,
     seed: Seed = None,
     seeds: Seeds = None,
@@ -227,11 +267,57 @@ def run(
 ) -> None:
     """Train experiments (x seeds), each into its own run directory, `--jobs` at a time."""
     matrix = run_matrix(
-        names, paper, reading, seed, seeds, epochs=epochs, train_subset=train_subset,
+        names, paper, reading, seed, seeds, sets, epochs=epochs, train_subset=train_subset,
         batch_start=batch_start, batch_final=batch_final, lr=lr, batch_growth=batch_growth,
         lr_scaling=lr_scaling, theta=theta, stable_loss=stable_loss, layer_order=layer_order,
         normalize_input=normalize_input,
     )  # fmt: skip
+    launch(matrix, dry_run, device, jobs, runs_dir, data_dir, train_subset, eval_every, force,
+           resume, checkpoint_every)  # fmt: skip
+
+
+@app.command()
+def ablate(
+    name: Annotated[str, typer.Argument(help="The row, e.g. adj_FFA0_1.")],
+    reading: ReadingOpt = "code",
+    toward: Annotated[str, typer.Option(help="The reading each switch is flipped to.")] = "text",
+    epochs: Epochs = None,
+    seed: Seed = None,
+    seeds: Seeds = None,
+    device: DeviceOpt = Device.auto,
+    train_subset: TrainSubset = None,
+    eval_every: EvalEvery = 0,
+    runs_dir: RunsDir = Path("runs"),
+    data_dir: DataDir = None,
+    force: Force = False,
+    resume: Resume = False,
+    checkpoint_every: CheckpointEvery = 10,
+    jobs: Jobs = 1,
+    dry_run: DryRun = False,
+) -> None:
+    """NAME under --reading, and once more with each switch it reads flipped to --toward's
+    choice, one at a time: what each difference between the readings does (`ffbench table`
+    shows the flipped switch under Overrides)."""
+    check_reading(toward)
+    base = run_matrix([name], False, reading, seed, seeds, epochs=epochs,
+                      train_subset=train_subset)  # fmt: skip
+    exp = base[0][0]
+    flipped = [dataclasses.replace(exp, **{sw.name: value})
+               for sw, value in readings.flips(exp, toward)]  # fmt: skip
+    if not flipped:
+        raise typer.BadParameter(
+            f"{name} reads no switch that differs between {reading} and {toward}; "
+            "pick another --toward",
+            param_hint="--toward",
+        )
+    matrix = base + [(e, s) for e in flipped for _, s in base]
+    launch(matrix, dry_run, device, jobs, runs_dir, data_dir, train_subset, eval_every, force,
+           resume, checkpoint_every)  # fmt: skip
+
+
+def launch(matrix, dry_run, device, jobs, runs_dir, data_dir, train_subset, eval_every, force,
+           resume, checkpoint_every) -> None:  # fmt: skip
+    """Run a matrix of (experiment, seed): here one after another, or `jobs` at a time."""
     if dry_run:
         show_matrix(matrix, runs_dir)
         return
@@ -246,7 +332,7 @@ def run(
     except OSError as e:
         raise typer.BadParameter(str(e), param_hint="--runs-dir") from None
     root = data_dir or mnist.default_data_dir()
-    labels = {run_label(exp.name, s): epochs_in_all(exp) for exp, s in matrix}
+    labels = run_labels(matrix)
     if jobs > 1 and len(matrix) > 1:
         failed = run_parallel(matrix, labels, root, dev, runs_dir, jobs, eval_every, force,
                               resume, checkpoint_every)  # fmt: skip
@@ -255,11 +341,6 @@ def run(
                             resume, checkpoint_every)  # fmt: skip
     if failed:
         raise typer.Exit(1)
-
-
-def run_label(name: str, seed: int) -> str:
-    """How a run is named in progress and messages; also the progress display's key."""
-    return f"{name} seed {seed}"
 
 
 def epochs_in_all(exp: Experiment) -> int:
@@ -278,9 +359,10 @@ def run_serial(matrix, labels, root, dev, runs_dir, train_subset, eval_every, fo
     except mnist.DataError as e:
         fail(str(e))
     failed = 0
-    for (exp, s), label in zip(matrix, labels, strict=True):
+    for exp, s in matrix:
+        label = labels[exp, s]
         try:
-            with EpochProgress(console, {label: labels[label]}) as progress:
+            with EpochProgress(console, {label: epochs_in_all(exp)}) as progress:
                 out = execute(
                     exp, s, data, dev, runs_dir, eval_every, force, progress.for_run(label),
                     resume=resume, checkpoint_every=checkpoint_every,
@@ -308,14 +390,14 @@ def run_parallel(matrix, labels, root, dev, runs_dir, jobs, eval_every, force, r
         eval_every=eval_every, force=force, resume=resume, checkpoint_every=checkpoint_every,
     )  # fmt: skip
     failed = 0
-    with EpochProgress(console, labels) as progress:
+    with EpochProgress(console, {labels[e, s]: epochs_in_all(e) for e, s in matrix}) as progress:
 
-        def on_epoch(name: str, seed: int, record: dict) -> None:
-            progress(run_label(name, seed), record)
+        def on_epoch(exp: Experiment, seed: int, record: dict) -> None:
+            progress(labels[exp, seed], record)
 
         def on_done(exp: Experiment, seed: int, future) -> None:
             nonlocal failed
-            label = run_label(exp.name, seed)
+            label = labels[exp, seed]
             try:
                 failed += report(label, future.result())
             except RunTaken as e:
@@ -350,26 +432,40 @@ def report(label: str, out) -> int:
     return 0
 
 
+def check_reading(reading: str) -> None:
+    try:
+        readings.get(reading)
+    except readings.UnknownReading as e:
+        raise typer.BadParameter(str(e), param_hint="--reading") from None
+
+
 def run_matrix(
     names: list[str] | None,
     paper: bool,
     reading: str,
     seed: str | None,
     seeds: int | None,
+    sets: list[str] | None = None,
     **overrides,
 ) -> list[tuple[Experiment, int]]:
-    """(experiment under the reading, after overrides, seed) for every run a command asks for."""
+    """(experiment under the reading, after --set and the other options, seed) for every run a
+    command asks for."""
     names = list(names or []) + (PAPER_ROWS if paper else [])
     if not names:
         raise typer.BadParameter(
             "name at least one experiment, or pass --paper", param_hint="NAMES"
         )
-    try:
-        readings.get(reading)
-    except readings.UnknownReading as e:
-        raise typer.BadParameter(str(e), param_hint="--reading") from None
+    check_reading(reading)
     seed_list = parse_seeds(seed, seeds)
-    exps = [with_overrides(under(e, reading), **overrides) for e in lookup(names)]
+    settings = {}
+    for assignment in sets or []:
+        try:
+            key, value = parse_setting(assignment)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--set") from None
+        settings[key] = value
+    exps = [with_overrides(dataclasses.replace(under(e, reading), **settings), **overrides)
+            for e in lookup(names)]  # fmt: skip
     for key, flag in METHOD_OPTIONS.items():
         if overrides.get(key) is not None and not any(key in USES[e.method] for e in exps):
             raise typer.BadParameter(
@@ -409,6 +505,7 @@ def sweep(
     names: Names = None,
     paper: Paper = False,
     reading: ReadingOpt = "code",
+    sets: Sets = None,
     seeds: Seeds = None,
     seed: Seed = None,
     executor: Annotated[ExecutorKind, typer.Option(help="Where the jobs run.")] = (
@@ -442,7 +539,7 @@ def sweep(
     from ffbench.sweep import make_executor, submit
 
     matrix = run_matrix(
-        names, paper, reading, seed, seeds, epochs=epochs, train_subset=train_subset,
+        names, paper, reading, seed, seeds, sets, epochs=epochs, train_subset=train_subset,
         batch_start=batch_start, batch_final=batch_final, lr=lr, batch_growth=batch_growth,
         lr_scaling=lr_scaling, theta=theta, stable_loss=stable_loss, layer_order=layer_order,
         normalize_input=normalize_input,
@@ -598,6 +695,7 @@ def benchmark(
     ] = None,
     fmt: Annotated[BenchFormat, typer.Option("--format", help="Output format.")] = BenchFormat.rich,
     data_dir: DataDir = None,
+    reading: ReadingOpt = "code",
 ) -> None:
     """Training speed against this device's matmul peak, beside a plain reference loop."""
     import json
@@ -607,16 +705,18 @@ def benchmark(
     from ffbench.bench import bench
 
     dev = resolve_device(device)
+    check_reading(reading)
     try:
         data = mnist.load(data_dir or mnist.default_data_dir(), dev, log=err.print)
     except mnist.DataError as e:
         fail(str(e))
-    rows = bench(data, dev, batch or [3200, 60000])
+    rows = bench(data, dev, batch or [3200, 60000], reading=reading)
     if fmt == BenchFormat.json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    out = Table(title=f"ffbench bench on {dev} (peak {rows[0]['peak_gflops']:.0f} GFLOP/s)")
-    keys = [k for k in rows[0] if k not in ("device", "peak_gflops")]
+    peak = rows[0]["peak_gflops"]
+    out = Table(title=f"ffbench bench on {dev}, {reading} reading (peak {peak:.0f} GFLOP/s)")
+    keys = [k for k in rows[0] if k not in ("device", "reading", "peak_gflops")]
     for k in keys:
         out.add_column(k, justify="right")
     for r in rows:

@@ -113,6 +113,50 @@ class Experiment:
         return {k: v for k, v in self.settings().items() if base[k] != v}
 
 
+FIXED = ("name", "reading", "description")  # not settings: a row's identity and its reading
+AT_LEAST = {"lr": 0.0, "epochs": 1, "batch_start": 1, "batch_final": 1, "norm_eps": 0.0,
+            "momentum": 0.0, "weight_decay": 0.0, "cooldown": 0.0, "train_subset": 2}  # fmt: skip
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def parse_setting(assignment: str) -> tuple[str, object]:
+    """`key=value` -> (key, typed value) for a field of Experiment; ValueError naming the key,
+    the accepted values and the fix."""
+    key, sep, text = assignment.partition("=")
+    key, text = key.strip(), text.strip()
+    fields = {f.name: f for f in dataclasses.fields(Experiment) if f.name not in FIXED}
+    if not sep or key not in fields:
+        close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ValueError(f"'{assignment}' sets no setting; {hint}give KEY=VALUE with KEY one of "
+                         f"{', '.join(fields)}")  # fmt: skip
+    kind, type_name = ENUM_FIELDS.get(key), str(fields[key].type)
+    try:
+        if kind is not None:
+            value = kind(text)
+        elif type_name == "bool":
+            if text.lower() not in TRUE + FALSE:
+                raise ValueError
+            value = text.lower() in TRUE
+        elif type_name.startswith("tuple"):
+            value = tuple(int(v) for v in text.split(","))
+        elif text.lower() == "none" and "None" in type_name:
+            value = None
+        else:
+            value = (float if type_name == "float" else int)(text)
+    except ValueError:
+        words = {"bool": "true or false", "float": "a number"}
+        accepted = ", ".join(m.value for m in kind) if kind else words.get(type_name, "an integer")
+        if type_name.startswith("tuple"):
+            accepted = "layer sizes like 784,800,10"
+        raise ValueError(f"{key}={text} is not valid; {key} takes {accepted}") from None
+    if key in AT_LEAST and value is not None and not value >= AT_LEAST[key]:
+        raise ValueError(f"{key}={text} is out of range; {key} must be >= {AT_LEAST[key]}")
+    if key == "lr" and value == 0:
+        raise ValueError("lr=0 is out of range; lr must be > 0")
+    return key, value
+
+
 def under(exp: Experiment, reading: str) -> Experiment:
     """`exp` under the reading `reading` (ffbench/readings.py); rows beyond the notes keep their
     own recipe."""

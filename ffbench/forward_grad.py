@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, jvp
 
+from ffbench.backprop import BackpropTask
 from ffbench.models import MLP, N_CLASSES
-from ffbench.training import BackpropTask, make_optimizer
+from ffbench.optimizers import make_optimizer
 
 # torch's forward-mode AD loads its decompositions through torch.jit.script, which warns about
 # its own deprecation on first use; it is torch's business, not the user's.

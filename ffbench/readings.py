@@ -23,16 +23,21 @@ class Switch:
     what: str
     text: str  # where the notes stand
     code: str  # where the authors' code stands (file:line at d04dcf3)
+    methods: tuple[str, ...] = ("ff",)  # the methods whose training reads it
 
 
 SWITCHES: list[Switch] = [
     Switch("pixels", "pixel scale", "not said (ffbench: [0, 1])",
-           "raw 0-255 from the Keras loader (core/mnist.py:8-12)"),
+           "raw 0-255 from the Keras loader (core/mnist.py:8-12)", PAPER_METHODS),
     Switch("label_input", "label and normalisation",
            "label in the first 10 pixels, layer normalises (sec. 2)",
            "image L2-normalised, then first 10 pixels 0 and 1.0 at the label "
            "(core/FFA.py:22, 32-38, 50-51)"),
-    Switch("bias", "layer bias", "a = xW^T + b (eq 3.4)", "bias=False (core/FFA.py:6)"),
+    Switch("bias", "layer bias", "a = xW^T + b (eq 3.4)",
+           "bias=False (core/FFA.py:6; DNN: FFA/FFA.ipynb cell 3)", PAPER_METHODS),
+    Switch("normalize_input", "first layer's input", "x for the first layer, a^norm after "
+           "(sec. 3); ffbench normalises it too", "normalised like every layer's "
+           "(core/FFALayer.py:12)"),
     Switch("norm_eps", "normalisation eps", "a / ||a|| (ffbench: eps 1e-8)",
            "x / (||x|| + 1e-4), every layer, the first too (core/FFALayer.py:12)"),
     Switch("goodness", "goodness", "||a||^2, the sum (eqs 3.5, 3.25)",
@@ -43,6 +48,8 @@ SWITCHES: list[Switch] = [
            "adj: -E ln(1 + sigma(.)) (eqs 4.1, 4.2); plain: E ln sigma(.) (eqs 3.13, 3.16)",
            "adj: mean log(1 + exp(.)) = eqs 3.13/3.16 (core/FFALayer.py:26-28, 57-59); "
            "plain: the same without '1 +', a linear objective (figures pFFA0, pFFA1 start at 0)"),
+    Switch("stable_loss", "ln sigma evaluated", "literally (ffbench: ln(sigmoid(.)), -inf "
+           "when sigma underflows)", "not used: the code form is log(1 + exp(.)) as written"),
     Switch("negatives", "negative data", "another sample's image with this label (eq 3.3)",
            "the same image with a uniformly drawn wrong label, every batch (core/FFA.py:45)"),
     Switch("layer_order", "layer order", "each layer at a time, like a DNN step (sec. 4)",
@@ -52,13 +59,15 @@ SWITCHES: list[Switch] = [
            "one over all parameters; zero_grad keeps zeros, so the idle layer also steps "
            "(core/dojo.py:42, core/FFALayer.py:29-32)"),
     Switch("batch_growth", "batch growth", "Start to Final (ffbench: geometric)",
-           "linear, the epoch fraction halved in the first 20 % (core/dojo.py:18-21)"),
+           "linear, the epoch fraction halved in the first 20 % (core/dojo.py:18-21)",
+           PAPER_METHODS),
     Switch("lr_scaling", "rate growth", "'increased along with the batch' (ffbench: x B/Start)",
-           "x B itself, halved in the first 20 %, cosine taper after 75 % (core/dojo.py:24-35)"),
+           "x B itself, halved in the first 20 %, cosine taper after 75 % (core/dojo.py:24-35)",
+           PAPER_METHODS),
     Switch("batching", "batches of an epoch", "not said (ffbench: disjoint slices)",
-           "n // B windows X[i:i+B], i = 0, 1, 2, ... (core/dojo.py:61-69)"),
+           "n // B windows X[i:i+B], i = 0, 1, 2, ... (core/dojo.py:61-69)", PAPER_METHODS),
     Switch("dnn_output", "DNN_base output and loss", "not said (ffbench: logits, cross-entropy)",
-           "softmax, MSE against the one-hot label (FFA/FFA.ipynb cell 3)"),
+           "softmax, MSE against the one-hot label (FFA/FFA.ipynb cell 3)", ("backprop",)),
 ]  # fmt: skip
 
 
@@ -106,10 +115,11 @@ def get(name: str) -> Reading:
 register(Reading(
     "text",
     "the equations as printed; what they leave open, ffbench's first choices",
-    dict(pixels="unit", label_input="overlay", bias=True, norm_eps=1e-8, goodness="sum",
-         theta=2.0, loss_form="text", negatives="other_image", layer_order="per-batch",
-         optimizer_scope="per_layer", batch_growth="geometric", lr_scaling="linear",
-         batching="disjoint", dnn_output="logits_ce"),
+    dict(pixels="unit", label_input="overlay", bias=True, normalize_input=True, norm_eps=1e-8,
+         goodness="sum", theta=2.0, loss_form="text", stable_loss=False,
+         negatives="other_image", layer_order="per-batch", optimizer_scope="per_layer",
+         batch_growth="geometric", lr_scaling="linear", batching="disjoint",
+         dnn_output="logits_ce"),
 ))  # fmt: skip
 
 # The Adam rows: the notebooks set `D.optimizer`, which dojo never reads (it reads
@@ -120,10 +130,41 @@ register(Reading(
 register(Reading(
     "code",
     "what the authors' code (pho-ices-ml core/, FFA/FFA.ipynb) did",
-    dict(pixels="raw", label_input="after_norm", bias=False, norm_eps=1e-4, goodness="mean",
-         theta=0.5, loss_form="code", negatives="wrong_label", layer_order="sequential",
-         optimizer_scope="shared", batch_growth="dojo", lr_scaling="dojo",
-         batching="windows", dnn_output="softmax_mse"),
+    dict(pixels="raw", label_input="after_norm", bias=False, normalize_input=True, norm_eps=1e-4,
+         goodness="mean", theta=0.5, loss_form="code", stable_loss=False,
+         negatives="wrong_label", layer_order="sequential", optimizer_scope="shared",
+         batch_growth="dojo", lr_scaling="dojo", batching="windows", dnn_output="softmax_mse"),
     rows={"adj_FFA0_2": dict(optimizer="asgd", loss="L0"),
           "adj_FFA1_3": dict(optimizer="asgd", loss="L1")},
 ))  # fmt: skip
+
+
+def flips(exp, toward: str) -> list[tuple[Switch, object]]:
+    """The switches that `exp`'s training reads and whose value under the reading `toward`
+    differs from `exp`'s: (switch, that value), one run each in an ablation."""
+    other = get(toward).settings
+    out = []
+    for switch in SWITCHES:
+        if exp.method.value in switch.methods:
+            mine = getattr(exp, switch.name)
+            mine = getattr(mine, "value", mine)
+            if other[switch.name] != mine:
+                out.append((switch, other[switch.name]))
+    return out
+
+
+def switch_table() -> tuple[list[str], list[list[str]]]:
+    """Header and rows of `ffbench readings`: each switch, its value under every reading, and
+    where the notes and the authors' code stand."""
+    header = ["Switch", "What"] + list(READINGS) + ["The notes", "The authors' code"]
+    rows = []
+    for sw in SWITCHES:
+        values = [str(r.settings[sw.name]) for r in READINGS.values()]
+        rows.append([sw.name, sw.what, *values, sw.text, sw.code])
+    for reading in READINGS.values():
+        for row, settings in reading.rows.items():
+            for key, value in settings.items():
+                cells = [str(value) if r is reading else "(row's own)" for r in READINGS.values()]
+                why = "figures FFA0_2/FFA1_3; see the comment above the code reading"
+                rows.append([f"{row}: {key}", f"{row} only", *cells, "the table's row", why])
+    return header, rows

@@ -52,6 +52,18 @@ def run_dir(runs_dir: Path, exp: Experiment, seed: int) -> Path:
     return Path(runs_dir) / exp.reading / exp.name / f"seed-{seed}{suffix}"
 
 
+def run_labels(matrix: list[tuple[Experiment, int]]) -> dict[tuple[Experiment, int], str]:
+    """How each run is named in progress and messages (the progress display's key): the row and
+    the seed, and where that is not unique (an ablation), the settings that differ."""
+    names = [f"{exp.name} seed {seed}" for exp, seed in matrix]
+    labels = {}
+    for (exp, seed), name in zip(matrix, names, strict=True):
+        if names.count(name) > 1:
+            name += " [" + " ".join(f"{k}={v}" for k, v in sorted(exp.overrides().items())) + "]"
+        labels[exp, seed] = name
+    return labels
+
+
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w") as f:

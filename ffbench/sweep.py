@@ -48,7 +48,7 @@ def run_job(exp: Experiment, seed: int, options: dict, events=None) -> Outcome:
 
     def log(record: dict) -> None:
         if events is not None:
-            events.put((exp.name, seed, record))
+            events.put((exp, seed, record))
             return
         epoch = f"epoch {record['epoch']}/{exp.epochs}"
         print(f"{exp.name} seed {seed} {epoch} loss {record['loss']:.4f}", flush=True)
@@ -150,7 +150,7 @@ def run_pool(
     """Run the matrix `jobs` at a time, longest first, in fresh processes, splitting this
     process's threads among them (two one-thread runs get more from two cores than one
     two-thread run: the small batches early in a schedule keep one thread busy with dispatch,
-    not arithmetic). Calls `on_epoch(name, seed, record)` for every epoch and `on_done` as each
+    not arithmetic). Calls `on_epoch(exp, seed, record)` for every epoch and `on_done` as each
     run ends. Ctrl-C or SIGTERM interrupts every running job (each leaves a resumable run) and
     re-raises."""
     jobs = min(jobs, len(matrix))

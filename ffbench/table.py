@@ -24,21 +24,23 @@ class TableFormat(str, Enum):
 
 
 RUN_COLUMNS = [
-    "experiment", "overrides", "seed", "status", "test_accuracy", "train_seconds", "device",
-    "optimizer", "lr", "epochs", "batch_start", "batch_final", "path",
+    "experiment", "reading", "overrides", "seed", "status", "test_accuracy", "train_seconds",
+    "device", "optimizer", "lr", "epochs", "batch_start", "batch_final", "diverged_epoch", "path",
 ]  # fmt: skip
 
 
 def load_runs(runs_dir: Path, warn: Callable[[str], None] = print) -> pd.DataFrame:
-    """One row per run directory that holds a readable result.json (others are warned about)."""
+    """One row per run directory (RUNS/<reading>/<experiment>/seed-S) that holds a readable
+    result.json (others are warned about). Runs from before readings count as `text`."""
     rows = []
-    for path in sorted(Path(runs_dir).glob(f"*/*/{RESULT}")):
-        if path.parent.name.startswith("."):
-            continue  # a run moved aside while being replaced
+    for path in sorted(Path(runs_dir).rglob(RESULT)):
+        if any(part.startswith(".") for part in path.relative_to(runs_dir).parts[:-1]):
+            continue  # a run moved aside while being replaced, or submitit's folder
         try:
             result = read_json(path)
             config = read_json(path.parent / "config.json")
             row = {k: result[k] for k in ("experiment", "seed", "status")}
+            row["reading"] = config.get("reading", "text")
             row |= {
                 k: config[k] for k in ("optimizer", "lr", "epochs", "batch_start", "batch_final")
             }
@@ -51,6 +53,7 @@ def load_runs(runs_dir: Path, warn: Callable[[str], None] = print) -> pd.DataFra
             "test_accuracy": float(result.get("test_accuracy", math.nan)),
             "train_seconds": float(result.get("train_seconds", math.nan)),
             "device": result.get("device", ""),
+            "diverged_epoch": result.get("diverged_epoch"),
             "path": str(path.parent),
         }
         rows.append(row)
@@ -68,10 +71,12 @@ def _status(statuses: pd.Series) -> str:
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (experiment, overrides): n runs, accuracy mean and std over the finished ones
-    (percent; NaN when none finished, as the paper prints NAN), mean training time."""
+    """One row per (experiment, reading, overrides): n runs, accuracy mean and std over the
+    finished ones (percent; NaN when none finished, as the paper prints NAN), mean training time,
+    and the epochs at which the diverged ones stopped."""
     rows = []
-    for (name, overrides), g in runs.groupby(["experiment", "overrides"], sort=False):
+    groups = runs.groupby(["experiment", "reading", "overrides"], sort=False)
+    for (name, reading, overrides), g in groups:
         finished = g[g.status == "finished"]
         acc = finished.test_accuracy * 100
         timed = g[g.status.isin(["finished", "diverged"])]
@@ -79,6 +84,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         first = g.iloc[0]
         rows.append({
             "experiment": name,
+            "reading": reading,
             "overrides": overrides,
             "optimizer": first.optimizer,
             "epochs": first.epochs,
@@ -94,13 +100,18 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
             "paper_accuracy": paper.accuracy if paper else math.nan,
             "paper_time_s": paper.time_s if paper else math.nan,
             "status": _status(g.status),
+            "diverged_epochs": ", ".join(
+                str(int(e)) for e in g.diverged_epoch[g.status == "diverged"].dropna()
+            ),
         })  # fmt: skip
     table = pd.DataFrame(rows)
     if table.empty:
         return table
     order = {name: i for i, name in enumerate(PAPER_ROWS)}
     table["_order"] = table.experiment.map(lambda n: order.get(n, len(order)))
-    return table.sort_values(["_order", "experiment", "overrides"]).drop(columns="_order")
+    return table.sort_values(["_order", "experiment", "reading", "overrides"]).drop(
+        columns="_order"
+    )
 
 
 def _pct(x: float) -> str:
@@ -117,7 +128,7 @@ def _mmss(seconds: float) -> str:
 def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and rows as people read them: accuracy as mean ± std, times as m:s."""
     show_overrides = bool(table.overrides.astype(bool).any())
-    header = ["Experiment"] + (["Overrides"] if show_overrides else [])
+    header = ["Experiment", "Reading"] + (["Overrides"] if show_overrides else [])
     header += ["Opt", "Epochs", "Rate", "Start", "Final", "n", "Accuracy %", "Paper %",
                "Time", "Paper time", "Device", "Status"]  # fmt: skip
     rows = []
@@ -125,11 +136,11 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         acc = _pct(r.accuracy)
         if not math.isnan(r.accuracy_std):
             acc += f" ± {r.accuracy_std:.2f}"
-        row = [r.experiment] + ([r.overrides] if show_overrides else [])
+        row = [r.experiment, r.reading] + ([r.overrides] if show_overrides else [])
+        status = r.status + (f" at epoch {r.diverged_epochs}" if r.diverged_epochs else "")
         row += [r.optimizer, str(r.epochs), f"{r.rate:g}", str(r.batch_start), str(r.batch_final),
                 str(r.n), acc, _pct(r.paper_accuracy) if r.experiment in PAPER else "-",
-                _mmss(r.time_s), _mmss(r.paper_time_s),
-                r.device, r.status]  # fmt: skip
+                _mmss(r.time_s), _mmss(r.paper_time_s), r.device, status]  # fmt: skip
         rows.append(row)
     return header, rows
 

@@ -1,5 +1,6 @@
 """The bench command's bookkeeping (its timings are what it reports, never asserted here)."""
 
+import pytest
 import torch
 
 from ffbench.bench import bench, dnn_flops_per_sample, ff_flops_per_sample
@@ -13,13 +14,26 @@ def test_essential_flop_counts_of_the_784_800_10_net():
     assert ff_flops_per_sample(sizes) == 2 * (4 * 784 * 800 + 4 * 800 * 10)
 
 
-def test_bench_reports_every_key_per_batch(synthetic):
-    rows = bench(synthetic, torch.device("cpu"), [16, 64], samples=128, peak_n=128)
+def test_the_code_readings_reforward_is_counted():
+    """Sequential layers: layer 2 trains on layer 1's updated output, one more forward of
+    layer 1 for the positive and the negative row."""
+    sizes = (784, 800, 10)
+    assert ff_flops_per_sample(sizes, sequential=True) == ff_flops_per_sample(sizes) + 2 * (
+        2 * 784 * 800
+    )
+
+
+@pytest.mark.parametrize("reading, ref", [("text", True), ("code", False)])
+def test_bench_reports_every_key_per_batch(synthetic, reading, ref):
+    rows = bench(synthetic, torch.device("cpu"), [16, 64], samples=128, peak_n=128,
+                 reading=reading)  # fmt: skip
     assert [r["batch"] for r in rows] == [16, 64]
+    keys = {"device", "reading", "batch", "peak_gflops", "dnn_epoch_s", "ff_epoch_s", "dnn_util",
+            "ff_util", "eval_ratio"}  # fmt: skip
+    if ref:
+        keys |= {"ref_ff_epoch_s", "ref_ff_util", "ref_eval_ratio", "ff_speedup"}
     for r in rows:
-        assert set(r) == {
-            "device", "batch", "peak_gflops", "dnn_epoch_s", "ff_epoch_s", "dnn_util", "ff_util",
-            "eval_ratio", "ref_ff_epoch_s", "ref_ff_util", "ref_eval_ratio", "ff_speedup",
-        }  # fmt: skip
-        assert all(r[k] > 0 for k in r if k != "device")
-        assert r["ff_speedup"] == r["ref_ff_epoch_s"] / r["ff_epoch_s"]
+        assert set(r) == keys and r["reading"] == reading
+        assert all(r[k] > 0 for k in r if k not in ("device", "reading"))
+        if ref:
+            assert r["ff_speedup"] == r["ref_ff_epoch_s"] / r["ff_epoch_s"]

@@ -106,7 +106,7 @@ def test_seeds_aggregate_in_the_table(tmp_path, mnist_root):
     ]
     assert invoke("run", "DNN_base", "--seeds", "2", *args).exit_code == 0
     assert invoke("run", "DNN_base", "--seed", "5,7", *args).exit_code == 0
-    seeds = sorted(p.name.split("-")[1] for p in (runs / "DNN_base").iterdir())
+    seeds = sorted(p.name.split("-")[1] for p in (runs / "code" / "DNN_base").iterdir())
     assert seeds == ["0", "1", "5", "7"]
     csv = invoke("table", "--runs-dir", str(runs), "--format", "csv").output.splitlines()
     row = dict(zip(csv[0].split(","), csv[1].split(","), strict=True))
@@ -169,7 +169,7 @@ def test_jobs_run_rows_in_parallel_processes_like_one_after_another(tmp_path, mn
     assert out.exit_code == 0, out.output
     assert "DNN_base seed 0: finished" in out.output and "adj_FFA1_2 seed 0: finished" in out.output
     for name in ("DNN_base", "adj_FFA1_2"):
-        (par,) = (tmp_path / "par" / name).glob("seed-0*")
+        (par,) = (tmp_path / "par" / "code" / name).glob("seed-0*")
         assert json.loads((par / "env.json").read_text())["threads"] == max(
             1, torch.get_num_threads() // 2
         )

@@ -22,8 +22,8 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def result_of(runs, name, seed=0):
-    (path,) = (runs / name).glob(f"seed-{seed}-*")
+def result_of(runs, name, seed=0, reading="code"):
+    (path,) = (runs / reading / name).glob(f"seed-{seed}-*")
     return json.loads((path / RESULT).read_text()), path
 
 
@@ -71,7 +71,7 @@ def test_sigterm_leaves_an_interrupted_run_that_resume_finishes_exactly(tmp_path
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
     assert proc.returncode == 130
-    (path,) = (runs / "adj_FFA0_1").iterdir()
+    (path,) = (runs / "code" / "adj_FFA0_1").iterdir()
     assert not (path / RESULT).exists()
     assert json.loads((path / LOCK).read_text())["interrupted"]
     dry = invoke("run", "adj_FFA0_1", "--epochs", 40, *SMALL, "--runs-dir", runs, "--dry-run")
@@ -99,7 +99,7 @@ def test_a_rerun_without_resume_starts_an_interrupted_run_again(tmp_path, mnist_
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=120)
     assert proc.returncode == 130
-    (path,) = (runs / "adj_FFA0_1").iterdir()
+    (path,) = (runs / "code" / "adj_FFA0_1").iterdir()
     assert not (path / RESULT).exists()
     out = invoke("run", "adj_FFA0_1", "--epochs", 5, *SMALL, "--runs-dir", runs)
     assert out.exit_code == 0
@@ -118,7 +118,7 @@ def test_two_processes_on_the_same_run(tmp_path, mnist_root):
     finally:
         proc.terminate()
         proc.communicate(timeout=120)
-    (path,) = (runs / "adj_FFA0_1").iterdir()
+    (path,) = (runs / "code" / "adj_FFA0_1").iterdir()
     assert (path / "metrics.csv").exists()  # the owner's directory was not clobbered
 
 
@@ -139,9 +139,10 @@ def test_malformed_result_json_is_warned_about_and_skipped(tmp_path, mnist_root)
 
 def test_nan_during_training_is_a_diverged_row(tmp_path, mnist_root):
     runs = tmp_path / "runs"
-    out = invoke("run", "FFA0", "--epochs", 3, *SMALL, "--lr", 50, "--runs-dir", runs)
+    out = invoke("run", "FFA0", "--reading", "text", "--epochs", 3, *SMALL, "--lr", 50,
+                 "--runs-dir", runs)  # fmt: skip
     assert out.exit_code == 0 and "diverged, test accuracy NAN" in out.output
-    result, path = result_of(runs, "FFA0")
+    result, path = result_of(runs, "FFA0", reading="text")
     assert result["status"] == "diverged" and result["diverged_epoch"] == 1
     assert len((path / "metrics.csv").read_text().splitlines()) == 2
     md = invoke("table", "--runs-dir", runs, "--format", "markdown").output
@@ -153,8 +154,8 @@ def test_the_same_seed_twice_gives_the_same_run(tmp_path, mnist_root):
     for d in ("a", "b"):
         args = ["run", "adj_FFA1_2", "--epochs", 3, *SMALL, "--eval-every", 1]
         assert invoke(*args, "--runs-dir", tmp_path / d).exit_code == 0
-    (a,) = (tmp_path / "a" / "adj_FFA1_2").iterdir()
-    (b,) = (tmp_path / "b" / "adj_FFA1_2").iterdir()
+    (a,) = (tmp_path / "a" / "code" / "adj_FFA1_2").iterdir()
+    (b,) = (tmp_path / "b" / "code" / "adj_FFA1_2").iterdir()
 
     def curve(path):
         return [line.split(",")[:4] + line.split(",")[5:] for line in

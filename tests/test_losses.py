@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
+from ffbench.experiments import get, under
 from ffbench.losses import Loss, ff_loss, goodness
-from ffbench.models import FFNet, LayerGoodness
+from ffbench.models import FFNet, LayerGoodness, encode_images
 
 
 def sigma(x):
@@ -61,26 +62,31 @@ def test_weight_gradient_matches_eqs_3_20_and_3_24(kind, theta):
     torch.testing.assert_close(-lr * w.grad, closed_form_update(kind, x, w.detach(), theta, lr))
 
 
-@pytest.mark.parametrize("normalize", [True, False])
-def test_fused_layer_gradient_matches_autograd(normalize):
+@pytest.mark.parametrize(
+    "normalize, bias, eps, mean",
+    [(True, True, 1e-8, False), (False, True, 1e-8, False), (True, False, 1e-4, True)],
+)
+def test_fused_layer_gradient_matches_autograd(normalize, bias, eps, mean):
     """LayerGoodness (eq 3.18 written out) against normalise + Linear + ReLU + goodness;
-    normalize=False takes x^norm ready-made, as the first layer does in training."""
+    normalize=False takes x^norm ready-made, as the first layer does in training. The last case
+    is the code reading's layer: no bias, x / (||x|| + 1e-4), the mean of a^2."""
     torch.manual_seed(0)
     x = torch.rand(30, 20, dtype=torch.float64)
     x[3] = 0.0  # a zero input row (a dead layer below) must not give NaN
-    layer = torch.nn.Linear(20, 9).double()
+    layer = torch.nn.Linear(20, 9, bias=bias).double()
     upstream = torch.randn(30, dtype=torch.float64)
+    scale = 1 / 9 if mean else 1.0
 
-    x_norm = x / (x.norm(dim=1, keepdim=True) + 1e-8)
+    x_norm = x / (x.norm(dim=1, keepdim=True) + eps)
     g_fused, a_fused = LayerGoodness.apply(
-        x if normalize else x_norm, *layer.parameters(), normalize
+        x if normalize else x_norm, layer.weight, layer.bias, normalize, eps, scale
     )
     (g_fused * upstream).sum().backward()
     fused = [p.grad.clone() for p in layer.parameters()]
     layer.zero_grad()
 
     a_plain = torch.relu(layer(x_norm))
-    g_plain = goodness(a_plain)
+    g_plain = a_plain.square().mean(1) if mean else goodness(a_plain)
     (g_plain * upstream).sum().backward()
     torch.testing.assert_close(g_fused, g_plain)
     torch.testing.assert_close(a_fused, a_plain)
@@ -88,15 +94,20 @@ def test_fused_layer_gradient_matches_autograd(normalize):
         torch.testing.assert_close(got, want)
 
 
-@pytest.mark.parametrize("normalize_input", [True, False])
-def test_fast_label_scoring_equals_ten_overlaid_passes(normalize_input):
+@pytest.mark.parametrize("reading, normalize_input", [("text", True), ("text", False),
+                                                      ("code", True)])  # fmt: skip
+def test_fast_label_scoring_equals_ten_overlaid_passes(reading, normalize_input):
+    exp = under(get("adj_FFA0_1"), reading)
     torch.manual_seed(1)
-    net = FFNet(normalize_input=normalize_input)
+    net = FFNet(normalize_input=normalize_input, bias=exp.bias, eps=exp.norm_eps,
+                goodness=exp.goodness)  # fmt: skip
     with torch.no_grad():
         for layer in net.layers:
             layer.weight.mul_(20 if normalize_input else 2)  # labels must score differently
     x = torch.rand(50, 784)
-    fast, plain = net.goodness_per_label(x), net.goodness_per_label_plain(x)
+    base, v = encode_images(x, exp.label_input, normalize_input, exp.norm_eps)
+    fast = net.goodness_per_label(base, v)
+    plain = net.goodness_per_label_plain(x, exp.label_input)
     torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-4)
     assert fast.std(dim=1).min() > 0  # the labels really score differently
 

@@ -18,7 +18,7 @@ def small(name="DNN_base", **kw):
 
 def test_run_directory_holds_config_metrics_env_and_result(synthetic, tmp_path):
     out = execute(small(), 3, synthetic, CPU, tmp_path)
-    assert out.path.parent == tmp_path / "DNN_base" and out.path.name.startswith("seed-3-")
+    assert out.path.parent == tmp_path / "text" / "DNN_base" and out.path.name.startswith("seed-3-")
     assert sorted(p.name for p in out.path.iterdir()) == [
         "config.json", "env.json", "metrics.csv", "result.json",
     ]  # fmt: skip
@@ -45,7 +45,7 @@ def test_run_directory_holds_config_metrics_env_and_result(synthetic, tmp_path):
 
 
 def test_registry_settings_use_the_plain_seed_directory(tmp_path):
-    assert run_dir(tmp_path, get("FFA1"), 0) == tmp_path / "FFA1" / "seed-0"
+    assert run_dir(tmp_path, get("FFA1"), 0) == tmp_path / "text" / "FFA1" / "seed-0"
 
 
 def test_different_overrides_do_not_overwrite_each_other(synthetic, tmp_path):
@@ -65,7 +65,7 @@ def test_finished_run_is_skipped_unless_forced(synthetic, tmp_path):
 
 
 def test_a_run_held_by_a_live_process_is_not_taken(tmp_path):
-    path = tmp_path / "FFA0" / "seed-0"
+    path = tmp_path / "text" / "FFA0" / "seed-0"
     path.mkdir(parents=True)
     write_json(path / LOCK, {"pid": os.getpid(), "host": socket.gethostname()})
     with pytest.raises(RunTaken, match="taken"):

@@ -5,8 +5,10 @@ import math
 import pytest
 import torch
 
+from ffbench.backprop import BackpropTask
 from ffbench.experiments import get
-from ffbench.training import BackpropTask, FFTask, ReferenceFFTask, other_image_negatives, train
+from ffbench.ff import FFTask, ReferenceFFTask, other_image_negatives
+from ffbench.training import train
 
 CPU = torch.device("cpu")
 
