@@ -8,10 +8,15 @@ EPOCHS ?=
 SEEDS ?=
 # Runs at once for `make reproduce`: one per core on a CPU (each with one thread), 1 on a GPU.
 JOBS ?= $(shell $(BIN)/python -c 'import os, torch; print(1 if torch.cuda.is_available() else os.cpu_count())')
+# The reading of the notes (`ffbench readings`): code reproduces the paper's table, text follows
+# the printed equations; ROW and TOWARD are what `make ablation` flips, one switch at a time.
+READING ?= code
+ROW ?= adj_FFA0_1
+TOWARD ?= text
 EPOCHS_FLAG := $(if $(EPOCHS),--epochs $(EPOCHS))
 SEEDS_FLAG := $(if $(SEEDS),--seeds $(SEEDS))
 
-.PHONY: setup data test reproduce beyond table clean
+.PHONY: setup data test reproduce ablation beyond table clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +33,15 @@ test: data
 	$(BIN)/ruff format --check ffbench tests
 	$(BIN)/pytest -q
 
-# All ten rows of the notes' table at full length (EPOCHS=20 for a short look, SEEDS=3 for mean ± std).
+# All ten rows of the notes' table at full length under READING (EPOCHS=20 for a short look,
+# SEEDS=3 for mean ± std, READING=text for the printed equations).
 reproduce: data
-	$(BIN)/ffbench run --paper --jobs $(JOBS) --eval-every 20 $(EPOCHS_FLAG) $(SEEDS_FLAG) --runs-dir $(RUNS)
+	$(BIN)/ffbench run --paper --reading $(READING) --jobs $(JOBS) --eval-every 20 $(EPOCHS_FLAG) $(SEEDS_FLAG) --runs-dir $(RUNS)
+	$(BIN)/ffbench table --runs-dir $(RUNS)
+
+# ROW under READING, and once with each switch flipped to TOWARD's choice (14 full runs).
+ablation: data
+	$(BIN)/ffbench ablate $(ROW) --reading $(READING) --toward $(TOWARD) --jobs $(JOBS) --eval-every 20 $(EPOCHS_FLAG) $(SEEDS_FLAG) --runs-dir $(RUNS)
 	$(BIN)/ffbench table --runs-dir $(RUNS)
 
 # The rows beyond the notes: FF_best alone on every thread (its time is part of its result), then

@@ -184,23 +184,25 @@ def with_overrides(exp: Experiment, **overrides) -> Experiment:
 
 
 @app.command("list")
-def list_experiments() -> None:
-    """The registered experiments with their settings and the paper's numbers."""
+def list_experiments(reading: ReadingOpt = "code") -> None:
+    """The registered experiments under a reading, with their settings and the paper's numbers."""
     from rich.table import Table
 
-    out = Table(title="ffbench experiments")
+    check_reading(reading)
+    out = Table(title=f"ffbench experiments ({reading} reading for the paper rows)")
     columns = ["Name", "Net", "Method", "Loss", "Opt", "Rate", "Rate growth", "Epochs", "Batch",
                "Paper %", "Paper time"]  # fmt: skip
     for col in columns:
         out.add_column(col)
-    for exp in REGISTRY.values():
+    for exp in (under(e, reading) for e in REGISTRY.values()):
         paper = PAPER.get(exp.name)
         acc = "" if paper is None else "NAN" if math.isnan(paper.accuracy) else f"{paper.accuracy}"
         growth = exp.lr_scaling.value + (
             f", cooled over the last {exp.cooldown:.0%}" if exp.cooldown else ""
         )
         out.add_row(
-            exp.name, "-".join(map(str, exp.sizes)), exp.method.value, exp.loss.value,
+            exp.name, "-".join(map(str, exp.sizes)), exp.method.value,
+            exp.dnn_output.value if exp.method == Method.backprop else exp.loss.value,
             exp.optimizer.value, f"{exp.lr:g}", growth, str(exp.epochs),
             f"{exp.batch_start}→{exp.batch_final}", acc, paper.time if paper else "",
         )  # fmt: skip
@@ -584,6 +586,9 @@ def sweep(
 @app.command("table")
 def show_table(
     runs_dir: RunsDir = Path("runs"),
+    reading: Annotated[
+        str | None, typer.Option("--reading", help="Only runs of this reading (default: all).")
+    ] = None,
     fmt: Format = results.TableFormat.rich,
     output: Annotated[
         Path | None, typer.Option("--output", help="Write to this file instead of stdout.")
@@ -595,6 +600,9 @@ def show_table(
     runs = results.load_runs(
         runs_dir, warn=lambda m: err.print(f"warning: {m}", highlight=False, soft_wrap=True)
     )
+    if reading is not None:
+        check_reading(reading)
+        runs = runs[runs.reading == reading]
     if runs.empty:
         err.print(f"no finished runs under {runs_dir}; run `ffbench run NAME` first")
         return

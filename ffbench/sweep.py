@@ -25,7 +25,7 @@ from ffbench import data as mnist
 from ffbench.bench import dnn_flops_per_sample, ff_flops_per_sample
 from ffbench.experiments import Experiment, Method
 from ffbench.runner import Outcome, execute
-from ffbench.schedules import schedule
+from ffbench.schedules import batch_slices, schedule
 
 if TYPE_CHECKING:
     import submitit
@@ -123,7 +123,7 @@ def expected_cost(exp: Experiment) -> float:
     per_sample = (ff_flops_per_sample if ff else dnn_flops_per_sample)(exp.sizes)
     plan = schedule(exp.batch_start, exp.batch_final, exp.epochs, exp.lr, exp.batch_growth,
                     exp.lr_scaling, n_train=n)  # fmt: skip
-    steps = sum(-(-n // batch) for batch, _ in plan)
+    steps = sum(len(batch_slices(n, batch, exp.batching)) for batch, _ in plan)
     return exp.epochs * n * per_sample + steps * STEP_OVERHEAD_FLOP
 
 

@@ -46,6 +46,13 @@ def test_module_entry_point_works():
         (["run", "DNN_base", "--raw-input"], "no experiment named uses --normalize-input/--raw"),
         (["run", "FF_best", "--literal-loss"], "no experiment named uses --stable-loss"),
         (["run", "FG_local", "--theta", "3"], "no experiment named uses --theta"),
+        (["run", "DNN_base", "--reading", "cod"], "unknown reading 'cod': did you mean code?"),
+        (["run", "DNN_base", "--set", "thetaa=1"], "did you mean theta?"),
+        (["run", "DNN_base", "--set", "negatives=foo"], "takes other_image, wrong_label"),
+        (["run", "DNN_base", "--set", "epochs=0"], "epochs must be >= 1"),
+        (["sweep", "DNN_base", "--set", "bias"], "give KEY=VALUE"),
+        (["ablate", "FF_best"], "FF_best reads no switch that differs"),
+        (["ablate", "adj_FFA0_1", "--toward", "txt"], "unknown reading 'txt'"),
     ],
 )
 def test_bad_input_is_a_usage_error_and_writes_nothing(tmp_path, args, message):
@@ -178,3 +185,38 @@ def test_jobs_run_rows_in_parallel_processes_like_one_after_another(tmp_path, mn
     again = invoke("run", "DNN_base", "adj_FFA1_2", *args, "--jobs", "2", "--runs-dir",
                    str(tmp_path / "par"))  # fmt: skip
     assert again.output.count("already done") == 2
+
+
+def test_readings_show_each_switch_under_each_reading():
+    out = invoke("readings", "--format", "markdown")
+    assert out.exit_code == 0
+    lines = out.output.splitlines()
+    assert lines[0].startswith("| Switch | What | text | code |")
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines[2:]}
+    assert rows["theta"][2:4] == ["2.0", "0.5"]
+    assert rows["batching"][2:4] == ["disjoint", "windows"]
+    assert "core/dojo.py" in rows["batching"][5]
+
+
+def test_a_set_setting_lands_in_the_run_and_the_table_groups_by_reading(tmp_path, mnist_root):
+    runs = str(tmp_path / "runs")
+    args = ["--epochs", "1", "--train-subset", "500", "--runs-dir", runs]
+    for reading in ("code", "text"):
+        out = invoke("run", "adj_FFA0_1", "--reading", reading, "--set", "theta=1.5", *args)
+        assert out.exit_code == 0, out.output
+    (path,) = (tmp_path / "runs" / "code" / "adj_FFA0_1").iterdir()
+    config = json.loads((path / "config.json").read_text())
+    assert config["reading"] == "code" and config["theta"] == 1.5 and config["bias"] is False
+    csv = invoke("table", "--runs-dir", runs, "--format", "csv").output.splitlines()
+    rows = [dict(zip(csv[0].split(","), line.split(","), strict=True)) for line in csv[1:]]
+    assert sorted(r["reading"] for r in rows) == ["code", "text"]
+    only = invoke("table", "--runs-dir", runs, "--format", "csv", "--reading", "text")
+    assert len(only.output.splitlines()) == 2
+
+
+def test_ablate_flips_one_switch_per_run(tmp_path):
+    out = invoke("ablate", "DNN_base", "--dry-run", "--runs-dir", str(tmp_path))
+    assert out.exit_code == 0
+    for flipped in ("pixels=unit", "bias=True", "batching=disjoint", "dnn_output=logits_ce"):
+        assert flipped in out.output
+    assert "7 runs" in out.output  # the base run and six flips
