@@ -30,13 +30,10 @@ from ffbench.experiments import (
     parse_setting,
     under,
 )
-from ffbench.progress import EpochProgress
+from ffbench.launch import LaunchError, Screen, run_parallel, run_serial
 from ffbench.runner import (
-    RunTaken,
     check_writable,
-    execute,
     run_dir,
-    run_labels,
     run_state,
     write_atomic,
 )
@@ -334,104 +331,18 @@ def launch(matrix, dry_run, device, jobs, runs_dir, data_dir, train_subset, eval
     except OSError as e:
         raise typer.BadParameter(str(e), param_hint="--runs-dir") from None
     root = data_dir or mnist.default_data_dir()
-    labels = run_labels(matrix)
-    if jobs > 1 and len(matrix) > 1:
-        failed = run_parallel(matrix, labels, root, dev, runs_dir, jobs, eval_every, force,
-                              resume, checkpoint_every)  # fmt: skip
-    else:
-        failed = run_serial(matrix, labels, root, dev, runs_dir, train_subset, eval_every, force,
-                            resume, checkpoint_every)  # fmt: skip
+    ui = Screen(console, err)
+    try:
+        if jobs > 1 and len(matrix) > 1:
+            failed = run_parallel(ui, matrix, root, dev, runs_dir, jobs, eval_every, force,
+                                  resume, checkpoint_every)  # fmt: skip
+        else:
+            failed = run_serial(ui, matrix, root, dev, runs_dir, train_subset, eval_every, force,
+                                resume, checkpoint_every)  # fmt: skip
+    except LaunchError as e:
+        fail(str(e), e.code)
     if failed:
         raise typer.Exit(1)
-
-
-def epochs_in_all(exp: Experiment) -> int:
-    """Progress steps of a run: greedy FF trains the layers one after another, each for all
-    epochs."""
-    if exp.method == Method.ff and exp.layer_order == LayerOrder.greedy:
-        return exp.epochs * (len(exp.sizes) - 1)
-    return exp.epochs
-
-
-def run_serial(matrix, labels, root, dev, runs_dir, train_subset, eval_every, force, resume,
-               checkpoint_every) -> int:  # fmt: skip
-    """The runs one after another in this process; returns how many failed."""
-    try:
-        data = mnist.load(root, dev, train_subset, log=err.print)
-    except mnist.DataError as e:
-        fail(str(e))
-    failed = 0
-    for exp, s in matrix:
-        label = labels[exp, s]
-        try:
-            with EpochProgress(console, {label: epochs_in_all(exp)}) as progress:
-                out = execute(
-                    exp, s, data, dev, runs_dir, eval_every, force, progress.for_run(label),
-                    resume=resume, checkpoint_every=checkpoint_every,
-                )  # fmt: skip
-        except RunTaken as e:
-            fail(str(e))
-        except KeyboardInterrupt:
-            fail(f"{label} interrupted; `ffbench run ... --resume` continues it", code=130)
-        failed += report(label, out)
-    return failed
-
-
-def run_parallel(matrix, labels, root, dev, runs_dir, jobs, eval_every, force, resume,
-                 checkpoint_every) -> int:  # fmt: skip
-    """The runs `jobs` at a time in worker processes (`ffbench.sweep.run_pool`); returns how
-    many failed. A run another process holds is reported and the others go on."""
-    from ffbench.sweep import run_pool
-
-    try:
-        mnist.fetch(root, log=err.print)  # once here, not racing in every worker
-    except mnist.DataError as e:
-        fail(str(e))
-    options = dict(
-        runs_dir=runs_dir.resolve(), data_dir=root.resolve(), device=dev.type,
-        eval_every=eval_every, force=force, resume=resume, checkpoint_every=checkpoint_every,
-    )  # fmt: skip
-    failed = 0
-    with EpochProgress(console, {labels[e, s]: epochs_in_all(e) for e, s in matrix}) as progress:
-
-        def on_epoch(exp: Experiment, seed: int, record: dict) -> None:
-            progress(labels[exp, seed], record)
-
-        def on_done(exp: Experiment, seed: int, future) -> None:
-            nonlocal failed
-            label = labels[exp, seed]
-            try:
-                failed += report(label, future.result())
-            except RunTaken as e:
-                failed += 1
-                err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            except Exception as e:  # the worker itself died (killed, out of memory)
-                failed += 1
-                err.print(f"[bold red]error:[/] {label}: its worker failed: {e!r}; "
-                          "`ffbench run ... --resume` continues it", highlight=False)  # fmt: skip
-
-        try:
-            run_pool(matrix, options, jobs, on_epoch, on_done)
-        except KeyboardInterrupt:
-            fail("interrupted; `ffbench run ... --resume` continues the unfinished runs", 130)
-    return failed
-
-
-def report(label: str, out) -> int:
-    """One line for a run that ended (or was already done); 1 if it failed, else 0."""
-    r = out.result
-    what = "already done (use --force to re-run)" if out.skipped else r["status"]
-    acc = r["test_accuracy"]
-    acc_text = "NAN" if math.isnan(acc) else f"{acc:.4f}"
-    console.print(
-        f"{label}: {what}, test accuracy {acc_text}, "
-        f"train {r.get('train_seconds', math.nan):.1f} s -> {out.path}",
-        highlight=False,
-    )
-    if r["status"] == "failed":
-        err.print(f"[red]{label} failed:[/] {r.get('error')}", highlight=False)
-        return 1
-    return 0
 
 
 def check_reading(reading: str) -> None:
