@@ -181,7 +181,7 @@ def with_overrides(exp: Experiment, **overrides) -> Experiment:
 
 
 @app.command("list")
-def list_experiments(reading: ReadingOpt = "code") -> None:
+def list_experiments(reading: ReadingOpt = readings.DEFAULT) -> None:
     """The registered experiments under a reading, with their settings and the paper's numbers."""
     from rich.table import Table
 
@@ -239,7 +239,7 @@ def show_readings(
 def run(
     names: Names = None,
     paper: Paper = False,
-    reading: ReadingOpt = "code",
+    reading: ReadingOpt = readings.DEFAULT,
     sets: Sets = None,
     epochs: Epochs = None,
     seed: Seed = None,
@@ -278,7 +278,7 @@ def run(
 @app.command()
 def ablate(
     name: Annotated[str, typer.Argument(help="The row, e.g. adj_FFA0_1.")],
-    reading: ReadingOpt = "code",
+    reading: ReadingOpt = readings.DEFAULT,
     toward: Annotated[str, typer.Option(help="The reading each switch is flipped to.")] = "text",
     epochs: Epochs = None,
     seed: Seed = None,
@@ -417,7 +417,7 @@ def show_matrix(matrix: list[tuple[Experiment, int]], runs_dir: Path) -> None:
 def sweep(
     names: Names = None,
     paper: Paper = False,
-    reading: ReadingOpt = "code",
+    reading: ReadingOpt = readings.DEFAULT,
     sets: Sets = None,
     seeds: Seeds = None,
     seed: Seed = None,
@@ -500,6 +500,13 @@ def show_table(
     reading: Annotated[
         str | None, typer.Option("--reading", help="Only runs of this reading (default: all).")
     ] = None,
+    side: Annotated[
+        bool,
+        typer.Option(
+            "--side-by-side",
+            help="One row per experiment, each reading's result beside the paper's.",
+        ),
+    ] = False,
     fmt: Format = results.TableFormat.rich,
     output: Annotated[
         Path | None, typer.Option("--output", help="Write to this file instead of stdout.")
@@ -518,14 +525,19 @@ def show_table(
         err.print(f"no finished runs under {runs_dir}; run `ffbench run NAME` first")
         return
     agg = results.aggregate(runs)
+    view = results.side_by_side if side else results.display_rows
+    if side and fmt not in (results.TableFormat.rich, results.TableFormat.markdown):
+        raise typer.BadParameter("--side-by-side prints rich or markdown", param_hint="--format")
     if fmt == results.TableFormat.rich:
-        table = results.to_rich(agg, title=f"ffbench results ({runs_dir})")
+        table = results.to_rich(agg, title=f"ffbench results ({runs_dir})", view=view)
         if output is None:
             console.print(table)
             return
         buffer = io.StringIO()
         Console(file=buffer, width=200).print(table)
         text = buffer.getvalue()
+    elif side:
+        text = results.markdown(*view(agg))
     else:
         text = results.RENDERERS[fmt](agg)
     if output is None:
@@ -614,7 +626,7 @@ def benchmark(
     ] = None,
     fmt: Annotated[BenchFormat, typer.Option("--format", help="Output format.")] = BenchFormat.rich,
     data_dir: DataDir = None,
-    reading: ReadingOpt = "code",
+    reading: ReadingOpt = readings.DEFAULT,
 ) -> None:
     """Training speed against this device's matmul peak, beside a plain reference loop."""
     import json

@@ -12,6 +12,7 @@ import pandas as pd
 from rich.table import Table
 
 from ffbench.experiments import PAPER, PAPER_ROWS
+from ffbench.readings import DEFAULT
 from ffbench.runner import RESULT, read_json
 
 
@@ -145,15 +146,47 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    header, rows = display_rows(table)
+def side_by_side(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """One row per experiment (runs without overrides), the paper's number beside each
+    reading's: accuracy mean ± std (n) and time."""
+    plain = table[table.overrides == ""]
+    readings = sorted(set(plain.reading), key=lambda r: (r != DEFAULT, r))
+    header = ["Experiment", "Paper %"]
+    for reading in readings:
+        header += [f"{reading} %", f"{reading} time"]
+    header += ["Paper time"]
+    rows = []
+    for name, g in plain.groupby("experiment", sort=False):
+        first = g.iloc[0]
+        row = [name, _pct(first.paper_accuracy) if name in PAPER else "-"]
+        for reading in readings:
+            mine = g[g.reading == reading]
+            if mine.empty:
+                row += ["-", "-"]
+                continue
+            r = mine.iloc[0]
+            acc = _pct(r.accuracy) + (
+                "" if math.isnan(r.accuracy_std) else f" ± {r.accuracy_std:.2f}"
+            )
+            if r.diverged_epochs:
+                acc += f" (diverged at {r.diverged_epochs})"
+            row += [f"{acc}, n={r.n}", _mmss(r.time_s)]
+        rows.append(row + [_mmss(first.paper_time_s)])
+    return header, rows
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
-def to_rich(table: pd.DataFrame, title: str) -> Table:
-    header, rows = display_rows(table)
+def to_markdown(table: pd.DataFrame) -> str:
+    return markdown(*display_rows(table))
+
+
+def to_rich(table: pd.DataFrame, title: str, view=display_rows) -> Table:
+    header, rows = view(table)
     out = Table(title=title)
     for h in header:
         numeric = h in {"Epochs", "Rate", "Start", "Final", "n", "Accuracy %", "Paper %"}

@@ -18,6 +18,7 @@ def fake_run(
     write_json(path / "result.json", {
         "experiment": name, "seed": seed, "status": status, "test_accuracy": acc,
         "train_seconds": seconds, "device": "cpu", "overrides": overrides or {},
+        "diverged_epoch": config.get("diverged_epoch"),
     } | ({"readouts": readouts} if readouts else {}))  # fmt: skip
     return path
 
@@ -84,3 +85,25 @@ def test_csv_has_the_documented_columns(tmp_path):
     for col in ("experiment", "accuracy", "accuracy_std", "n", "time_s", "paper_accuracy",
                 "paper_time_s", "status"):  # fmt: skip
         assert col in header
+
+
+def test_readings_group_apart_and_stand_side_by_side(tmp_path):
+    """A run's reading comes from its config.json (none: a run from before readings, text);
+    each reading is its own row, and --side-by-side puts them beside the paper's number."""
+    fake_run(tmp_path / "code", "adj_FFA0_1", 0, "finished", 0.49, 1600.0, reading="code")
+    fake_run(tmp_path / "code", "adj_FFA0_1", 1, "finished", 0.51, 1700.0, reading="code")
+    fake_run(tmp_path / "code", "FFA0", 0, "diverged", math.nan, 1500.0, reading="code",
+             diverged_epoch=380)  # fmt: skip
+    fake_run(tmp_path / "text", "adj_FFA0_1", 0, "finished", 0.1135, 2100.0)
+    agg = table.aggregate(table.load_runs(tmp_path))
+    got = {(r["experiment"], r["reading"]): r for r in agg.to_dict("records")}
+    assert set(got) == {("adj_FFA0_1", "code"), ("adj_FFA0_1", "text"), ("FFA0", "code")}
+    assert got["adj_FFA0_1", "code"]["accuracy"] == pytest.approx(50.0)
+    assert got["FFA0", "code"]["diverged_epochs"] == "380"
+    header, rows = table.side_by_side(agg)
+    assert header == ["Experiment", "Paper %", "code %", "code time", "text %", "text time",
+                      "Paper time"]  # fmt: skip
+    by_name = {r[0]: r for r in rows}
+    assert by_name["adj_FFA0_1"][1:6] == ["49.80", "50.00 ± 1.41, n=2", "27:30", "11.35, n=1",
+                                          "35:00"]  # fmt: skip
+    assert by_name["FFA0"][2] == "NAN (diverged at 380), n=1" and by_name["FFA0"][4] == "-"
