@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ffbench.data import MNIST, PIXEL_SCALE
 from ffbench.experiments import DnnOutput, Experiment
-from ffbench.models import MLP, N_CLASSES
+from ffbench.models import MLP, N_CLASSES, chunk_size
 from ffbench.optimizers import make_optimizer
 from ffbench.schedules import batch_slices
 
@@ -32,10 +32,12 @@ class BackpropTask:
     The loss is a mean over samples, so a batch larger than `chunk` is taken in chunks whose
     gradients add up before the one optimizer step: the same update, activations in cache."""
 
-    def __init__(self, exp: Experiment, data: MNIST, device: torch.device, chunk: int = 4096):
+    def __init__(
+        self, exp: Experiment, data: MNIST, device: torch.device, chunk: int | None = None
+    ):
         self.exp = exp
         self.data = data
-        self.chunk = chunk
+        self.chunk = chunk or chunk_size(device, 4096)
         self.scale = PIXEL_SCALE[exp.pixels]
         self.x_train = data.x_train * self.scale if self.scale != 1 else data.x_train
         self.model = MLP(exp.sizes, bias=exp.bias).to(device)

@@ -317,10 +317,10 @@ def ablate(
 def launch(matrix, dry_run, device, jobs, runs_dir, data_dir, train_subset, eval_every, force,
            resume, checkpoint_every) -> None:  # fmt: skip
     """Run a matrix of (experiment, seed): here one after another, or `jobs` at a time."""
-    if dry_run:
-        show_matrix(matrix, runs_dir)
-        return
     dev = resolve_device(device)
+    if dry_run:
+        show_matrix(matrix, runs_dir, dev.type)
+        return
     if jobs > 1 and dev.type == "cuda":
         raise typer.BadParameter(
             "runs at once would share one GPU; use --jobs 1, or `ffbench sweep` on a cluster",
@@ -399,7 +399,7 @@ USES = {method: set() for method in Method} | {
 }
 
 
-def show_matrix(matrix: list[tuple[Experiment, int]], runs_dir: Path) -> None:
+def show_matrix(matrix: list[tuple[Experiment, int]], runs_dir: Path, device_type: str) -> None:
     """The runs a command would do, and what state each is in; nothing is written."""
     from rich.table import Table
 
@@ -407,7 +407,7 @@ def show_matrix(matrix: list[tuple[Experiment, int]], runs_dir: Path) -> None:
     for col in ["Experiment", "Seed", "Overrides", "Run dir", "State"]:
         out.add_column(col)
     for exp, s in matrix:
-        path = run_dir(runs_dir, exp, s)
+        path = run_dir(runs_dir, exp, s, device_type)
         over = " ".join(f"{k}={v}" for k, v in sorted(exp.overrides().items()))
         out.add_row(exp.name, str(s), over, str(path), run_state(path))
     console.print(out)
@@ -425,7 +425,9 @@ def sweep(
         ExecutorKind.local
     ),
     partition: Annotated[str | None, typer.Option(help="SLURM partition.")] = None,
-    gpus_per_node: Annotated[int, typer.Option(min=0, help="SLURM GPUs per job.")] = 0,
+    gpus_per_node: Annotated[
+        int, typer.Option(min=0, help="GPUs per job (local: default all, unless --device cpu).")
+    ] = 0,
     cpus_per_task: Annotated[int | None, typer.Option(min=1, help="SLURM CPUs per job.")] = None,
     timeout_min: Annotated[int, typer.Option(min=1, help="Time limit of each job.")] = 120,
     wait: Annotated[bool, typer.Option(help="SLURM: wait for the jobs to finish.")] = False,
@@ -449,7 +451,7 @@ def sweep(
     checkpoint_every: CheckpointEvery = 10,
 ) -> None:
     """Submit one job per (experiment, seed) with submitit: local processes or a SLURM array."""
-    from ffbench.sweep import make_executor, submit
+    from ffbench.sweep import local_gpus, make_executor, submit
 
     matrix = run_matrix(
         names, paper, reading, seed, seeds, sets, epochs=epochs, train_subset=train_subset,
@@ -469,6 +471,8 @@ def sweep(
     except mnist.DataError as e:
         fail(str(e))
     runs = runs_dir.resolve()
+    if executor == ExecutorKind.local:
+        gpus_per_node = gpus_per_node or local_gpus(device.value)
     ex = make_executor(executor, runs / ".submitit", timeout_min, partition, gpus_per_node,
                        cpus_per_task)  # fmt: skip
     options = dict(

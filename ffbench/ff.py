@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from ffbench.data import MNIST, PIXEL_SCALE
 from ffbench.experiments import Experiment, LayerOrder, Negatives, OptimizerScope
 from ffbench.losses import LOSS_FORMS, ff_loss, goodness
-from ffbench.models import N_CLASSES, FFNet, encode_images, overlay_label
+from ffbench.models import N_CLASSES, FFNet, chunk_size, encode_images, overlay_label
 from ffbench.optimizers import make_optimizer
 from ffbench.schedules import batch_slices
 
@@ -64,9 +64,12 @@ class FFTask:
     and base = image / that norm is computed once per run (`encode_images`).
     """
 
-    def __init__(self, exp: Experiment, data: MNIST, device: torch.device, chunk: int = 2048):
+    def __init__(
+        self, exp: Experiment, data: MNIST, device: torch.device, chunk: int | None = None
+    ):
         self.exp = exp
-        self.chunk = chunk
+        self.chunk = chunk or chunk_size(device, 2048)
+        self.eval_chunk = chunk_size(device, 512)
         self.data = data
         self.model = FFNet(exp.sizes, exp.normalize_input, exp.bias, exp.norm_eps,
                            exp.goodness).to(device)  # fmt: skip
@@ -141,7 +144,7 @@ class FFTask:
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Section 2: every label is tried and the best total goodness wins."""
-        return self.model.goodness_per_label(*self.encode(x)).argmax(dim=1)
+        return self.model.goodness_per_label(*self.encode(x), self.eval_chunk).argmax(dim=1)
 
 
 class ReferenceFFTask(FFTask):

@@ -176,10 +176,14 @@ class FFBestTask:
         self.readouts = {"head": self.predict_head}
 
     def hard_negative_labels(self, logits: torch.Tensor, y: torch.Tensor, gen) -> torch.Tensor:
-        """A wrong label per sample, drawn in proportion to the head's probability for it."""
+        """A wrong label per sample, drawn in proportion to the head's probability for it: the
+        argmax of p_k / E_k with E_k ~ Exp(1) independent is k with probability p_k / sum(p)
+        (the exponential race), with no host sync, where torch.multinomial may wait for the
+        device on every call."""
         p = torch.softmax(logits.detach(), dim=1).scatter(1, y[:, None], 0.0)
         p = p + 1e-6 * (1.0 - F.one_hot(y, N_CLASSES).to(p.dtype))  # never all zero
-        return torch.multinomial(p, 1, generator=gen).squeeze(1)
+        race = torch.empty_like(p).exponential_(generator=gen)
+        return (p / race).argmax(dim=1)
 
     def step_loss(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """All losses of one batch: FF + peer per layer, and the head's cross-entropy."""

@@ -12,7 +12,7 @@ from rich.console import Console
 from ffbench import data as mnist
 from ffbench.experiments import Experiment, LayerOrder, Method
 from ffbench.progress import EpochProgress
-from ffbench.runner import RunTaken, execute, run_labels
+from ffbench.runner import ResumeRefused, RunTaken, execute, run_labels
 
 
 class LaunchError(Exception):
@@ -72,7 +72,7 @@ def run_serial(ui: Screen, matrix, root, dev, runs_dir, train_subset, eval_every
                     exp, s, data, dev, runs_dir, eval_every, force, progress.for_run(label),
                     resume=resume, checkpoint_every=checkpoint_every,
                 )  # fmt: skip
-        except RunTaken as e:
+        except (RunTaken, ResumeRefused) as e:
             raise LaunchError(str(e)) from None
         except KeyboardInterrupt:
             raise LaunchError(f"{label} interrupted; `ffbench run ... --resume` continues it",
@@ -108,7 +108,7 @@ def run_parallel(ui: Screen, matrix, root, dev, runs_dir, jobs, eval_every, forc
             label = labels[exp, seed]
             try:
                 failed += ui.report(label, future.result())
-            except RunTaken as e:
+            except (RunTaken, ResumeRefused) as e:
                 failed += 1
                 ui.err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             except Exception as e:  # the worker itself died (killed, out of memory)

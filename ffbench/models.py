@@ -12,6 +12,13 @@ from ffbench.losses import goodness
 
 N_CLASSES = 10
 NORM_EPS = 1e-8
+GPU_CHUNK = 1 << 16  # at batch 60000 a cache-sized chunk would leave a GPU waiting on launches
+
+
+def chunk_size(device: torch.device, on_cpu: int) -> int:
+    """Rows per chunk of a batch: `on_cpu` (sized for the CPU's cache) there, whole batches of
+    the notes' sizes on a GPU."""
+    return on_cpu if device.type == "cpu" else GPU_CHUNK
 
 
 class LabelInput(str, Enum):

@@ -40,16 +40,38 @@ class RunTaken(Exception):
     """Another live process owns this run directory."""
 
 
+class ResumeRefused(Exception):
+    """A checkpoint cannot be resumed here; the message says how to go on."""
+
+
 def short_hash(overrides: dict) -> str:
     return hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def run_dir(runs_dir: Path, exp: Experiment, seed: int) -> Path:
-    """Where a run lives, `RUNS/<reading>/<experiment>/seed-<S>`; settings that differ from the
-    registry's row under that reading add a short hash to the name."""
+def run_dir(runs_dir: Path, exp: Experiment, seed: int, device_type: str = "cpu") -> Path:
+    """Where a run lives, `RUNS/<reading>/<experiment>/seed-<S>`; a run on another device than
+    the CPU adds its type (`seed-0-cuda`: other kernels, other times, another run), and settings
+    that differ from the registry's row under that reading add a short hash."""
     overrides = exp.overrides()
-    suffix = f"-{short_hash(overrides)}" if overrides else ""
+    suffix = ("" if device_type == "cpu" else f"-{device_type}") + (
+        f"-{short_hash(overrides)}" if overrides else ""
+    )
     return Path(runs_dir) / exp.reading / exp.name / f"seed-{seed}{suffix}"
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict:
+    """A run's checkpoint, read onto the CPU: the generator state must stay a CPU ByteTensor
+    (`Generator.set_state` refuses one on the GPU); `load_state_dict` moves the weights and the
+    optimizer states to where the task's parameters are. One made on another device type is
+    refused: its optimizer states (ASGD's `capturable`) and kernels belong to that device."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    made_on = state.get("device_type", "cpu")
+    if made_on != device.type:
+        raise ResumeRefused(
+            f"{path} was made on {made_on}; resume it with --device {made_on}, or run it again "
+            f"on {device.type} without --resume"
+        )
+    return state
 
 
 def run_labels(matrix: list[tuple[Experiment, int]]) -> dict[tuple[Experiment, int], str]:
@@ -231,6 +253,20 @@ class Outcome:
     skipped: bool = False
 
 
+def record_failure(runs_dir: Path, exp: Experiment, seed: int, device: torch.device, error):
+    """A run that could not start (no GPU in the job, no data): a failed result.json in its run
+    directory saying why, unless a finished run is already there."""
+    path = run_dir(runs_dir, exp, seed, device.type)
+    path.mkdir(parents=True, exist_ok=True)
+    if (path / RESULT).exists():
+        return Outcome(path, read_json(path / RESULT), skipped=True)
+    result = {"experiment": exp.name, "reading": exp.reading, "seed": seed,
+              "device": str(device), "status": "failed", "test_accuracy": math.nan,
+              "error": f"could not start: {error}", "overrides": exp.overrides()}  # fmt: skip
+    write_json(path / RESULT, result)
+    return Outcome(path, result)
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(state, tmp)
@@ -251,14 +287,19 @@ def execute(
 ) -> Outcome:
     """Run `exp` with `seed` into its run directory, or return the finished result already there.
     A checkpoint is kept every `checkpoint_every` epochs; `resume` continues from it."""
-    path = run_dir(runs_dir, exp, seed)
+    path = run_dir(runs_dir, exp, seed, device.type)
     claimed, aside = claim(path, force, resume)
     if not claimed:
         return Outcome(path, read_json(path / RESULT), skipped=True)
     base = {"experiment": exp.name, "reading": exp.reading, "seed": seed, "device": str(device)}
     state = None
     if resume and (path / CHECKPOINT).exists():
-        state = torch.load(path / CHECKPOINT, map_location=device, weights_only=True)
+        try:
+            state = load_checkpoint(path / CHECKPOINT, device)
+        except ResumeRefused:
+            write_json(path / LOCK, {"pid": os.getpid(), "host": socket.gethostname(),
+                                     "interrupted": True})  # fmt: skip
+            raise
     records: list[dict] = list(state["records"]) if state else []
 
     def record_epoch(record: dict) -> None:
@@ -276,7 +317,8 @@ def execute(
         write_json(path / "env.json", environment(device))
         trained = train(
             exp, data, device, seed, eval_every, on_epoch=record_epoch,
-            checkpoint=lambda st: save_checkpoint(path / CHECKPOINT, st),
+            checkpoint=lambda st: save_checkpoint(path / CHECKPOINT,
+                                                  {**st, "device_type": device.type}),
             checkpoint_every=checkpoint_every, resume=state,
         )  # fmt: skip
         result = {

@@ -24,7 +24,7 @@ import torch
 from ffbench import data as mnist
 from ffbench.bench import dnn_flops_per_sample, ff_flops_per_sample
 from ffbench.experiments import Experiment, Method
-from ffbench.runner import Outcome, execute
+from ffbench.runner import Outcome, execute, record_failure
 from ffbench.schedules import batch_slices, schedule
 
 if TYPE_CHECKING:
@@ -44,7 +44,12 @@ def run_job(exp: Experiment, seed: int, options: dict, events=None) -> Outcome:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    data = mnist.load(options["data_dir"], dev, exp.train_subset)
+    try:
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("this job sees no CUDA GPU; give the jobs GPUs or use --device cpu")
+        data = mnist.load(options["data_dir"], dev, exp.train_subset)
+    except Exception as e:  # the job could not start: say so in its run directory
+        return record_failure(options["runs_dir"], exp, seed, dev, e)
 
     def log(record: dict) -> None:
         if events is not None:
@@ -70,9 +75,9 @@ def make_executor(
 ) -> submitit.Executor:
     import submitit
 
-    if kind == ExecutorKind.local:
+    if kind == ExecutorKind.local:  # submitit hides every GPU from a local job given none
         executor = submitit.LocalExecutor(folder=folder)
-        executor.update_parameters(timeout_min=timeout_min)
+        executor.update_parameters(timeout_min=timeout_min, gpus_per_node=gpus_per_node)
         return executor
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
     params = {"timeout_min": timeout_min, "gpus_per_node": gpus_per_node, "name": "ffbench"}
@@ -82,6 +87,11 @@ def make_executor(
         params["cpus_per_task"] = cpus_per_task
     executor.update_parameters(**params)
     return executor
+
+
+def local_gpus(device: str) -> int:
+    """GPUs to show a local job: all of this machine's unless it is to run on the CPU."""
+    return 0 if device == "cpu" else torch.cuda.device_count()
 
 
 def submit(

@@ -72,12 +72,14 @@ def _status(statuses: pd.Series) -> str:
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (experiment, reading, overrides): n runs, accuracy mean and std over the
-    finished ones (percent; NaN when none finished, as the paper prints NAN), mean training time,
-    and the epochs at which the diverged ones stopped."""
+    """One row per (experiment, reading, overrides, device type): n runs, accuracy mean and std
+    over the finished ones (percent; NaN when none finished, as the paper prints NAN), mean
+    training time (CPU and GPU times never averaged together), and the epochs at which the
+    diverged ones stopped."""
     rows = []
-    groups = runs.groupby(["experiment", "reading", "overrides"], sort=False)
-    for (name, reading, overrides), g in groups:
+    runs = runs.assign(device_type=runs.device.astype(str).str.split(":").str[0])
+    groups = runs.groupby(["experiment", "reading", "overrides", "device_type"], sort=False)
+    for (name, reading, overrides, _), g in groups:
         finished = g[g.status == "finished"]
         acc = finished.test_accuracy * 100
         timed = g[g.status.isin(["finished", "diverged"])]

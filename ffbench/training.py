@@ -113,6 +113,12 @@ def train(
     optimizer states, the shuffling generator, the epoch reached, the records so far); passing
     that state back as `resume` continues the run exactly where it was, to the last digit on CPU.
     """
+    where = data.x_train.device.type
+    if where != device.type:
+        raise ValueError(
+            f"the data is on {where}, training on {device.type}; load it with "
+            "ffbench.data.load(root, device) for the device it trains on"
+        )
     flush_denormals()
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)

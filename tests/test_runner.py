@@ -7,7 +7,18 @@ import pytest
 import torch
 
 from ffbench.experiments import get
-from ffbench.runner import LOCK, RESULT, RunTaken, claim, execute, run_dir, write_json
+from ffbench.runner import (
+    LOCK,
+    RESULT,
+    ResumeRefused,
+    RunTaken,
+    claim,
+    execute,
+    load_checkpoint,
+    run_dir,
+    save_checkpoint,
+    write_json,
+)
 
 CPU = torch.device("cpu")
 
@@ -99,3 +110,29 @@ def test_an_interrupt_leaves_no_result(synthetic, tmp_path):
     assert path.is_dir() and not (path / RESULT).exists()
     assert json.loads((path / LOCK).read_text())["interrupted"]
     assert execute(small(), 0, synthetic, CPU, tmp_path).result["status"] == "finished"
+
+
+def test_a_gpu_run_is_another_run_than_the_cpu_one(tmp_path):
+    exp = get("FFA1")
+    assert run_dir(tmp_path, exp, 0, "cuda") == tmp_path / "text" / "FFA1" / "seed-0-cuda"
+    assert run_dir(tmp_path, exp, 0, "cpu") != run_dir(tmp_path, exp, 0, "cuda")
+
+
+def test_a_checkpoint_loads_its_generator_state_on_the_cpu(tmp_path):
+    """Generator.set_state takes a CPU ByteTensor only: a checkpoint read with map_location=cuda
+    could not be resumed on a GPU. Whatever the device, the state comes back on the CPU."""
+    gen = torch.Generator().manual_seed(3)
+    save_checkpoint(tmp_path / "c.pt", {"generator": gen.get_state(), "device_type": "cuda",
+                                        "records": []})  # fmt: skip
+    state = load_checkpoint(tmp_path / "c.pt", torch.device("cuda"))
+    assert state["generator"].device.type == "cpu" and state["generator"].dtype == torch.uint8
+    again = torch.Generator()
+    again.set_state(state["generator"])
+    assert torch.equal(torch.rand(3, generator=again), torch.rand(3, generator=gen))
+
+
+def test_a_cpu_checkpoint_is_not_resumed_on_a_gpu(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", {"generator": torch.Generator().get_state(),
+                                        "records": []})  # fmt: skip
+    with pytest.raises(ResumeRefused, match="made on cpu; resume it with --device cpu"):
+        load_checkpoint(tmp_path / "c.pt", torch.device("cuda"))

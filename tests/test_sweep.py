@@ -1,9 +1,19 @@
 """The order `run --jobs N` starts runs in: longest first."""
 
 import dataclasses
+import json
+
+import torch
 
 from ffbench.experiments import PAPER_ROWS, get
-from ffbench.sweep import expected_cost, longest_first
+from ffbench.sweep import (
+    ExecutorKind,
+    expected_cost,
+    local_gpus,
+    longest_first,
+    make_executor,
+    run_job,
+)
 
 
 def test_the_paper_rows_start_longest_first_and_dnn_base_last():
@@ -23,3 +33,24 @@ def test_a_subset_or_fewer_epochs_cost_less():
     exp = get("FFA0")
     assert expected_cost(dataclasses.replace(exp, train_subset=2000)) < expected_cost(exp) / 20
     assert expected_cost(dataclasses.replace(exp, epochs=2)) < expected_cost(exp) / 100
+
+
+def test_local_jobs_see_the_gpus_unless_told_cpu(tmp_path, monkeypatch):
+    """submitit's local executor sets CUDA_VISIBLE_DEVICES to its gpus_per_node GPUs: with 0,
+    `--device auto` jobs would silently train on the CPU."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert local_gpus("auto") == 2 and local_gpus("cuda") == 2 and local_gpus("cpu") == 0
+    ex = make_executor(ExecutorKind.local, tmp_path, 5, gpus_per_node=local_gpus("auto"))
+    assert ex.parameters["gpus_per_node"] == 2
+
+
+def test_a_job_that_cannot_start_leaves_a_failed_result(tmp_path, monkeypatch):
+    """A job asked for CUDA where it sees none fails before `execute`: its run directory
+    still gets a result.json that says why."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    options = dict(runs_dir=tmp_path, data_dir=tmp_path / "data", device="cuda", eval_every=0,
+                   force=False, resume=False, checkpoint_every=10)  # fmt: skip
+    out = run_job(get("DNN_base"), 0, options)
+    assert out.path == tmp_path / "text" / "DNN_base" / "seed-0-cuda"
+    result = json.loads((out.path / "result.json").read_text())
+    assert result["status"] == "failed" and "sees no CUDA GPU" in result["error"]

@@ -1,14 +1,15 @@
 import copy
 import dataclasses
 import math
+import sys
 
 import pytest
 import torch
 
 from ffbench.backprop import BackpropTask
-from ffbench.experiments import get
+from ffbench.experiments import get, under
 from ffbench.ff import FFTask, ReferenceFFTask, other_image_negatives
-from ffbench.training import train
+from ffbench.training import make_task, train
 
 CPU = torch.device("cpu")
 
@@ -181,3 +182,40 @@ def test_flushing_denormals_leaves_adams_weights_unchanged():
     flushed, n_flushed = adam_with_decaying_moments(flush=True)
     assert n_kept == 20 * 20 and n_flushed == 0
     assert torch.equal(kept, flushed)
+
+
+@pytest.mark.parametrize(
+    "name, reading",
+    [("DNN_base", "code"), ("DNN_base", "text"), ("adj_FFA0_1", "code"), ("adj_FFA0_1", "text"),
+     ("FF_best", "text"), ("FG_weight", "text"), ("FG_activity", "text"), ("FG_local", "text")],
+)  # fmt: skip
+def test_an_epoch_of_steps_never_waits_for_the_device(synthetic, monkeypatch, name, reading):
+    """The loop's promise is one wait per epoch (in `train`): no step of any method reads a
+    tensor back to the host. Every host read from ffbench's code during an epoch is counted
+    (torch's own CPU optimizers read their step counters; on a GPU ASGD is `capturable`)."""
+    reads = []
+
+    def counting(method):
+        original = getattr(torch.Tensor, method)
+
+        def wrapper(self, *args, **kwargs):
+            if "/ffbench/" in sys._getframe(1).f_code.co_filename:
+                reads.append(f"{method} in {sys._getframe(1).f_code.co_name}")
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    exp = dataclasses.replace(under(get(name), reading), epochs=1)
+    torch.manual_seed(0)
+    task = make_task(exp, synthetic, CPU)
+    for method in ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, method, counting(method))
+    monkeypatch.setattr(torch, "multinomial", lambda *a, **k: reads.append("multinomial"))
+    task.train_epoch(None, 16, torch.Generator().manual_seed(0))
+    assert reads == []
+
+
+def test_data_on_another_device_is_one_clear_error(synthetic):
+    exp = dataclasses.replace(get("DNN_base"), epochs=1)
+    with pytest.raises(ValueError, match="data is on cpu, training on meta; load it with"):
+        train(exp, synthetic, torch.device("meta"), seed=0)
