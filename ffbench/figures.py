@@ -86,6 +86,35 @@ def learning_curves(runs: list[Path], path: Path) -> Path:
     return save(fig, path)
 
 
+def random_cosines(n: int, samples: int, gen: torch.Generator) -> torch.Tensor:
+    """|cos| between `samples` pairs of independent N(0, I_n) vectors (the second seed's
+    experiment); its mean tends to sqrt(2 / (pi n))."""
+    a = torch.randn(samples, n, generator=gen)
+    b = torch.randn(samples, n, generator=gen)
+    return torch.nn.functional.cosine_similarity(a, b, dim=1).abs()
+
+
+def forward_gradient_cosines(
+    estimator, images: torch.Tensor, labels: torch.Tensor, hidden: int, draws: int, gen
+) -> tuple[int, torch.Tensor]:
+    """(weights of the 784-hidden-10 MLP, |cos| between `draws` forward-gradient estimates and
+    its true gradient on this batch)."""
+    from ffbench.models import MLP
+
+    torch.manual_seed(0)
+    model = MLP((images.shape[1], hidden, 10))
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model(images), labels).backward()
+    true = torch.cat([p.grad.flatten() for p in model.parameters()])
+    names = [k for k, _ in model.named_parameters()]
+    cos = []
+    for _ in range(draws):
+        _, est = estimator(model, images, labels, gen)
+        flat = torch.cat([est[k].flatten() for k in names])
+        cos.append(torch.nn.functional.cosine_similarity(flat, true, dim=0).abs())
+    return sum(p.numel() for p in model.parameters()), torch.stack(cos).detach()
+
+
 def cosine_figure(path: Path, images: torch.Tensor, labels: torch.Tensor, draws: int = 50) -> Path:
     """The second seed's experiment, then the same on our network.
 
@@ -95,16 +124,12 @@ def cosine_figure(path: Path, images: torch.Tensor, labels: torch.Tensor, draws:
     of perturbed dimensions, for weight and activity perturbation, with sqrt(2 / (pi n)).
     """
     from ffbench.forward_grad import activity_perturbed, weight_perturbed
-    from ffbench.models import MLP
 
     gen = torch.Generator().manual_seed(0)
     fig, (hist_ax, mlp_ax) = plt.subplots(1, 2, figsize=(14, 5.5))
     edges = torch.linspace(0, 1, 101)
     for n in range(4, 81, 4):
-        a = torch.randn(20000, n, generator=gen)
-        b = torch.randn(20000, n, generator=gen)
-        cos = torch.nn.functional.cosine_similarity(a, b, dim=1).abs()
-        counts = torch.histogram(cos, bins=edges).hist
+        counts = torch.histogram(random_cosines(n, 20000, gen), bins=edges).hist
         hist_ax.plot(edges[:-1] + 0.005, counts, color=(n / 80, 1 - n / 80, 1.0))
     hist_ax.set(xlabel="|cos| between two independent Gaussian vectors", ylabel="count (of 20000)",
                 title="|cos| for n = 4 (cyan) .. 80 (magenta)")  # fmt: skip
@@ -115,19 +140,7 @@ def cosine_figure(path: Path, images: torch.Tensor, labels: torch.Tensor, draws:
                                     ("activity", activity_perturbed, "s")]:  # fmt: skip
         dims, means, stds = [], [], []
         for hidden in (10, 50, 200, 800):
-            torch.manual_seed(0)
-            model = MLP((x.shape[1], hidden, 10))
-            model.zero_grad()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            true = torch.cat([p.grad.flatten() for p in model.parameters()])
-            names = [k for k, _ in model.named_parameters()]
-            cos = []
-            for _ in range(draws):
-                _, est = estimator(model, x, y, gen)
-                flat = torch.cat([est[k].flatten() for k in names])
-                cos.append(torch.nn.functional.cosine_similarity(flat, true, dim=0).abs())
-            cos = torch.stack(cos)
-            n_params = sum(p.numel() for p in model.parameters())
+            n_params, cos = forward_gradient_cosines(estimator, x, y, hidden, draws, gen)
             dims.append(n_params if kind == "weight" else hidden + 10)
             means.append(cos.mean().item())
             stds.append(cos.std().item())

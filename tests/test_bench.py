@@ -37,3 +37,26 @@ def test_bench_reports_every_key_per_batch(synthetic, reading, ref):
         assert all(r[k] > 0 for k in r if k not in ("device", "reading"))
         if ref:
             assert r["ff_speedup"] == r["ref_ff_epoch_s"] / r["ff_epoch_s"]
+
+
+def test_bench_arithmetic_with_a_fake_clock(synthetic, monkeypatch):
+    """Every timed call lasts exactly 0.5 s on a fake clock: the peak is 2 n^3 / 0.5, each epoch
+    0.5 s, so each utilisation is its essential FLOPs over the peak's, to the last digit."""
+    import itertools
+
+    import ffbench.bench as bench_module
+
+    ticks = itertools.count(0.0, 0.5)
+    monkeypatch.setattr(bench_module.time, "perf_counter", lambda: next(ticks))
+    sizes = (784, 800, 10)
+    for reading, sequential in (("text", False), ("code", True)):
+        (row,) = bench(synthetic, torch.device("cpu"), [16], samples=128, peak_n=64,
+                       reading=reading)  # fmt: skip
+        peak = 2 * 64**3 / 0.5 / 1e9
+        assert row["peak_gflops"] == pytest.approx(peak, rel=1e-12)
+        assert row["dnn_epoch_s"] == row["ff_epoch_s"] == 0.5
+        assert row["dnn_util"] == pytest.approx(dnn_flops_per_sample(sizes) * 128 / 2 / 64**3)
+        ff = ff_flops_per_sample(sizes, sequential)
+        assert row["ff_util"] == pytest.approx(ff * 128 / 2 / 64**3, rel=1e-12)
+        assert row["eval_ratio"] == 1.0
+    assert row["reading"] == "code" and "ff_speedup" not in row

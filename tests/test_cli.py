@@ -34,49 +34,6 @@ def test_module_entry_point_works():
     assert out.returncode == 0 and "table" in out.stdout
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["run", "DNN_bse"], "did you mean DNN_base"),
-        (["run", "DNN_base", "--epochs", "0"], "--epochs"),
-        (["run", "DNN_base", "--batch-start", "0"], "--batch-start"),
-        (["run", "DNN_base", "--batch-start", "100", "--batch-final", "50"], "final batch"),
-        (["run", "DNN_base", "--lr", "-1"], "rate must be > 0"),
-        (["run"], "--paper"),
-        (["run", "DNN_base", "--raw-input"], "no experiment named uses --normalize-input/--raw"),
-        (["run", "FF_best", "--literal-loss"], "no experiment named uses --stable-loss"),
-        (["run", "FG_local", "--theta", "3"], "no experiment named uses --theta"),
-        (["run", "DNN_base", "--reading", "cod"], "unknown reading 'cod': did you mean code?"),
-        (["run", "DNN_base", "--set", "thetaa=1"], "did you mean theta?"),
-        (["run", "DNN_base", "--set", "negatives=foo"], "takes other_image, wrong_label"),
-        (["run", "DNN_base", "--set", "epochs=0"], "epochs must be >= 1"),
-        (["sweep", "DNN_base", "--set", "bias"], "give KEY=VALUE"),
-        (["ablate", "FF_best"], "FF_best reads no switch that differs"),
-        (["ablate", "adj_FFA0_1", "--toward", "txt"], "unknown reading 'txt'"),
-    ],
-)
-def test_bad_input_is_a_usage_error_and_writes_nothing(tmp_path, args, message):
-    runs = tmp_path / "runs"
-    out = invoke(*args, "--runs-dir", str(runs))
-    assert out.exit_code == 2
-    assert message in out.output
-    assert not runs.exists()
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_cuda_without_a_gpu_is_refused(tmp_path):
-    out = invoke("run", "DNN_base", "--device", "cuda", "--runs-dir", str(tmp_path / "r"))
-    assert out.exit_code == 2 and "no CUDA GPU" in out.output
-    assert not (tmp_path / "r").exists()
-
-
-def test_unwritable_runs_dir_fails_before_training(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    out = invoke("run", "DNN_base", "--runs-dir", str(blocker / "runs"))
-    assert out.exit_code == 2 and "not writable" in out.output
-
-
 def test_run_then_table(tmp_path, mnist_root):
     runs = str(tmp_path / "runs")
     args = ["--epochs", "1", "--train-subset", "500", "--batch-final", "50", "--lr", "0.1"]

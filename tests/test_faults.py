@@ -41,27 +41,47 @@ def wait_for_epoch(proc, epoch):
     raise AssertionError(f"the run ended before epoch {epoch}")
 
 
-def test_unknown_experiment_out_of_range_and_bad_combination(tmp_path):
-    runs = tmp_path / "runs"
-    for args, message in [
+@pytest.mark.parametrize(
+    "args, message",
+    [
         (["run", "FFA2"], "did you mean"),
         (["run", "FFA0", "--train-subset", "1"], "--train-subset"),
         (["run", "FFA0", "--seed", "0", "--seeds", "2"], "not both"),
         (["run", "FFA0", "--seed", "a,b"], "not a seed list"),
         (["sweep", "FFA0", "--timeout-min", "0"], "--timeout-min"),
-    ]:
-        out = invoke(*args, "--runs-dir", runs)
-        assert out.exit_code == 2, out.output
-        assert message in out.output
-        error_lines = [line for line in out.output.splitlines() if line.startswith("Error")]
-        assert len(error_lines) == 1
+        (["run", "DNN_bse"], "did you mean DNN_base"),
+        (["run", "DNN_base", "--epochs", "0"], "--epochs"),
+        (["run", "DNN_base", "--batch-start", "0"], "--batch-start"),
+        (["run", "DNN_base", "--batch-start", "100", "--batch-final", "50"], "final batch"),
+        (["run", "DNN_base", "--lr", "-1"], "rate must be > 0"),
+        (["run"], "--paper"),
+        (["run", "DNN_base", "--raw-input"], "no experiment named uses --normalize-input/--raw"),
+        (["run", "FF_best", "--literal-loss"], "no experiment named uses --stable-loss"),
+        (["run", "FG_local", "--theta", "3"], "no experiment named uses --theta"),
+        (["run", "DNN_base", "--reading", "cod"], "unknown reading 'cod': did you mean code?"),
+        (["run", "DNN_base", "--set", "thetaa=1"], "did you mean theta?"),
+        (["run", "DNN_base", "--set", "negatives=foo"], "takes other_image, wrong_label"),
+        (["run", "DNN_base", "--set", "epochs=0"], "epochs must be >= 1"),
+        (["sweep", "DNN_base", "--set", "bias"], "give KEY=VALUE"),
+        (["ablate", "FF_best"], "FF_best reads no switch that differs"),
+        (["ablate", "adj_FFA0_1", "--toward", "txt"], "unknown reading 'txt'"),
+    ],
+)
+def test_bad_input_is_one_error_line_exit_2_and_nothing_written(tmp_path, args, message):
+    """Unknown names, options out of range, bad combinations, readings and --set values."""
+    runs = tmp_path / "runs"
+    out = invoke(*args, "--runs-dir", runs)
+    assert out.exit_code == 2, out.output
+    assert message in out.output
+    assert len([line for line in out.output.splitlines() if line.startswith("Error")]) == 1
     assert not runs.exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_gpu(tmp_path):
     out = invoke("run", "FFA0", "--device", "cuda", "--runs-dir", tmp_path / "runs")
-    assert out.exit_code != 0 and "no CUDA GPU" in out.output
+    assert out.exit_code == 2 and "no CUDA GPU" in out.output
+    assert not (tmp_path / "runs").exists()
 
 
 def test_sigterm_leaves_an_interrupted_run_that_resume_finishes_exactly(tmp_path, mnist_root):

@@ -1,3 +1,7 @@
+import math
+
+import pytest
+import torch
 from test_table import fake_run
 from typer.testing import CliRunner
 
@@ -39,3 +43,19 @@ def test_cosine_figure_is_a_png(tmp_path, synthetic):
     path = cosine_figure(tmp_path / "cos.png", synthetic.x_train, synthetic.y_train, draws=3)
     data = path.read_bytes()
     assert data.startswith(PNG) and len(data) > 20_000
+
+
+def test_the_cosine_figures_data_follow_sqrt_2_over_pi_n(synthetic):
+    """The data behind `ffbench figure cosine`: E|cos| of random directions is sqrt(2/(pi n))
+    (left), and a weight-perturbed estimate (g . v) v is such a direction against g (right)."""
+    from ffbench.figures import forward_gradient_cosines, random_cosines
+    from ffbench.forward_grad import weight_perturbed
+
+    gen = torch.Generator().manual_seed(0)
+    mean_80 = random_cosines(80, 20000, gen).mean().item()
+    assert mean_80 == pytest.approx(math.sqrt(2 / (math.pi * 80)), rel=0.05)
+    assert random_cosines(4, 20000, gen).mean().item() > 3 * mean_80  # crowds towards 0
+    n_params, cos = forward_gradient_cosines(weight_perturbed, synthetic.x_train,
+                                             synthetic.y_train, 10, 200, gen)  # fmt: skip
+    assert n_params == 784 * 10 + 10 + 10 * 10 + 10
+    assert cos.mean().item() == pytest.approx(math.sqrt(2 / (math.pi * n_params)), rel=0.15)

@@ -50,6 +50,27 @@ def test_weight_perturbation_slope_is_the_exact_directional_derivative():
         torch.testing.assert_close(flat(est, model), slope * v)
 
 
+def test_activity_perturbation_slope_is_the_exact_directional_derivative():
+    """Replaying the generator gives each layer's u; the estimate of layer i's weight gradient
+    must be ((dL/dz_i . u_i) u_i)^T h_(i-1), per sample, to the last digit."""
+    model, x, y, _ = small_problem()
+    first, second = model.net[0], model.net[2]
+    z0 = first(x).detach().requires_grad_()
+    h1 = torch.relu(z0)
+    z1 = second(h1).detach().requires_grad_()
+    F.cross_entropy(z1, y, reduction="sum").div(len(x)).backward()
+    F.cross_entropy(second(h1), y, reduction="sum").div(len(x)).backward()
+    gen = torch.Generator().manual_seed(5)
+    state = gen.get_state()
+    _, est = activity_perturbed(model, x, y, gen)
+    gen.set_state(state)
+    for z, h, name in ((z0, x, "net.0"), (z1, h1.detach(), "net.2")):
+        u = torch.randn(z.shape, generator=gen, dtype=z.dtype)
+        grad_z = (z.grad * u).sum(1, keepdim=True) * u
+        torch.testing.assert_close(est[f"{name}.weight"], grad_z.T @ h)
+        torch.testing.assert_close(est[f"{name}.bias"], grad_z.sum(0))
+
+
 @pytest.mark.parametrize("estimator", [weight_perturbed, activity_perturbed])
 def test_forward_gradient_is_unbiased(estimator):
     model, x, y, true = small_problem()
@@ -57,7 +78,8 @@ def test_forward_gradient_is_unbiased(estimator):
     mean = mean_estimate(estimator, model, x, y, draws=4000)
     cosine = torch.nn.functional.cosine_similarity(mean, g, dim=0).item()
     assert cosine > 0.97
-    assert (mean - g).norm() / g.norm() < 0.25
+    assert (mean - g).norm() / g.norm() < 0.25  # the scale too: 8 g would be 7 off
+    assert (mean.norm() / g.norm()).item() == pytest.approx(1.0, abs=0.2)
     one = mean_estimate(estimator, model, x, y, draws=1)
     assert torch.nn.functional.cosine_similarity(one, g, dim=0).item() < cosine
 

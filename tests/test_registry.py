@@ -5,21 +5,34 @@ import pytest
 from ffbench.experiments import PAPER, PAPER_ROWS, REGISTRY, Method, UnknownExperiment, get
 from ffbench.losses import Loss
 
+# Section 4 of the notes, typed again here from the PDF text, not from ffbench's own copy:
+# name, optimizer, epochs, rate, Start, Final, time in seconds, accuracy (None for NAN).
+NOTES_TABLE = [
+    ("DNN_base", "asgd", 400, 1e-3, 50, 60000, 24, 97.73),
+    ("FFA0", "asgd", 400, 1e-3, 50, 60000, 82, None),
+    ("FFA1", "asgd", 400, 1e-3, 50, 60000, 74, None),
+    ("adj_FFA0_0", "asgd", 400, 1e-3, 50, 3200, 263, 50.67),
+    ("adj_FFA0_1", "asgd", 400, 1e-3, 50, 60000, 83, 49.80),
+    ("adj_FFA1_0", "asgd", 400, 1e-3, 50, 3200, 263, 19.24),
+    ("adj_FFA1_1", "asgd", 400, 5e-4, 50, 3200, 263, 24.84),
+    ("adj_FFA1_2", "asgd", 400, 1e-3, 50, 60000, 81, 21.38),
+    ("adj_FFA0_2", "adam", 400, 1e-3, 50, 60000, 73, None),
+    ("adj_FFA1_3", "adam", 400, 1e-3, 50, 60000, 78, None),
+]
+LOSSES = {"DNN_base": Loss.cross_entropy, "FFA0": Loss.L0, "FFA1": Loss.L1}
+
 
 def test_every_row_of_the_notes_table_is_registered_with_its_settings():
-    assert PAPER_ROWS == [
-        "DNN_base", "FFA0", "FFA1", "adj_FFA0_0", "adj_FFA0_1", "adj_FFA1_0", "adj_FFA1_1",
-        "adj_FFA1_2", "adj_FFA0_2", "adj_FFA1_3",
-    ]  # fmt: skip
-    for name in PAPER_ROWS:
+    assert PAPER_ROWS == [row[0] for row in NOTES_TABLE]
+    for name, opt, epochs, rate, start, final, seconds, accuracy in NOTES_TABLE:
         exp, paper = REGISTRY[name], PAPER[name]
-        assert (exp.optimizer, exp.epochs, exp.lr) == (paper.optimizer, paper.epochs, paper.lr)
-        assert (exp.batch_start, exp.batch_final) == (paper.batch_start, paper.batch_final)
-        assert exp.sizes == (784, 800, 10)
-    assert get("adj_FFA1_1").lr == 5e-4 and get("adj_FFA0_0").batch_final == 3200
-    assert get("adj_FFA0_2").optimizer.value == "adam"
-    assert get("DNN_base").method == Method.backprop and get("FFA1").loss == Loss.L1
-    assert {get(n).loss for n in PAPER_ROWS if n.startswith("adj_FFA0")} == {Loss.adj_L0}
+        assert (exp.optimizer.value, exp.epochs, exp.lr) == (opt, epochs, rate)
+        assert (exp.batch_start, exp.batch_final, exp.sizes) == (start, final, (784, 800, 10))
+        assert paper.time_s == seconds
+        assert math.isnan(paper.accuracy) if accuracy is None else paper.accuracy == accuracy
+        want = LOSSES.get(name, Loss.adj_L0 if name.startswith("adj_FFA0") else Loss.adj_L1)
+        assert exp.loss == want
+        assert exp.method == (Method.backprop if name == "DNN_base" else Method.ff)
 
 
 def test_paper_numbers_are_kept_as_printed():
