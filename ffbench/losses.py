@@ -73,14 +73,18 @@ def code_loss_terms(
     """The terms the authors' code averages (core/FFALayer.py:26-28, 57-59): log(1 + exp(-s))
     for adj_L0, -log(1 + exp(s)) for adj_L1, and for the plain rows the same without "1 +",
     which is -s for both: the figures pFFA0/pFFA1 start at loss 0 and fall without bound.
-    Literal exp: it overflows to inf past 88, as the authors' did; `stable` is not read."""
+    Computed literally, as the authors' code would: once one sample's |s| passes 88.7, exp(s)
+    overflows float32 (or 1/exp(-s) does, in the gradient) and the gradient is inf or NaN,
+    however small the mean loss. `stable` is not read."""
     s = margins(g_pos, g_neg, theta)
     if kind == Loss.adj_L0:
         return torch.log(1 + torch.exp(-s))
     if kind == Loss.adj_L1:
         return -torch.log(1 + torch.exp(s))
-    if kind in (Loss.L0, Loss.L1):  # ln(exp(-s)) and -ln(exp(s)): one linear objective
-        return -s
+    if kind == Loss.L0:  # ln(exp(-s)): -s, until exp(-s) or its reciprocal leaves float32
+        return torch.log(torch.exp(-s))
+    if kind == Loss.L1:  # -ln(exp(s)): -s too
+        return -torch.log(torch.exp(s))
     raise ValueError(f"{kind} is not a Forward-Forward loss")
 
 

@@ -30,12 +30,11 @@ class AuthorsLayer(nn.Linear):
         g_pos = self.forward(x_pos).pow(2).mean(1)
         g_neg = self.forward(x_neg).pow(2).mean(1)
         t = self.theta
+        one = 1 if self.kind in (Loss.adj_L0, Loss.adj_L1) else 0  # the plain rows: no "1 +"
         if self.kind in (Loss.adj_L0, Loss.L0):  # core/FFALayer.py:26-28
-            z = torch.cat([t - g_pos, g_neg - t])
-            loss = torch.log(1 + torch.exp(z)) if self.kind == Loss.adj_L0 else z
+            loss = torch.log(one + torch.exp(torch.cat([t - g_pos, g_neg - t])))
         else:  # FFALayer1, core/FFALayer.py:57-59
-            z = torch.cat([g_pos - t, t - g_neg])
-            loss = -(torch.log(1 + torch.exp(z)) if self.kind == Loss.adj_L1 else z)
+            loss = -torch.log(one + torch.exp(torch.cat([g_pos - t, t - g_neg])))
         loss = loss.mean()
         opt.zero_grad(set_to_none=False)
         loss.backward()

@@ -74,7 +74,8 @@ def test_two_layers_of_the_code_loss_start_at_1_448():
     by_kind = {k: code_loss_terms(k, zero, zero, 0.5).mean().item() for k in kinds}
     assert 2 * by_kind[Loss.adj_L0] == pytest.approx(1.4481, abs=1e-4)
     assert 2 * by_kind[Loss.adj_L1] == pytest.approx(-1.4481, abs=1e-4)
-    assert by_kind[Loss.L0] == by_kind[Loss.L1] == 0.0
+    assert by_kind[Loss.L0] == pytest.approx(0.0, abs=1e-6)
+    assert by_kind[Loss.L1] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_a_code_reading_run_starts_where_the_figures_do(mnist_small):
@@ -84,11 +85,19 @@ def test_a_code_reading_run_starts_where_the_figures_do(mnist_small):
     assert first["loss"] == pytest.approx(1.448, abs=1e-3)
 
 
-def test_the_plain_losses_of_the_code_are_one_linear_objective():
+def test_the_plain_losses_of_the_code_are_one_linear_objective_until_exp_leaves_float32():
     g_pos, g_neg = torch.tensor([0.2, 3.0]), torch.tensor([1.0, 0.1])
     s = torch.cat([g_pos - 0.5, 0.5 - g_neg])
     for kind in (Loss.L0, Loss.L1):
         torch.testing.assert_close(code_loss_terms(kind, g_pos, g_neg, 0.5), -s)
+    # one positive far above theta: ln(exp(.)) computed literally breaks once |s| passes 88.7
+    # (exp(s) overflows, or 1/exp(-s) in its gradient does), however small the mean loss
+    for g, broken in [(80.0, False), (95.0, True)]:
+        g_pos = torch.tensor([0.2, g], requires_grad=True)
+        for kind in (Loss.L0, Loss.L1):
+            code_loss_terms(kind, g_pos, g_neg, 0.5).mean().backward()
+            assert (not g_pos.grad.isfinite().all()) == broken, (g, kind)
+            g_pos.grad = None
     # the adjusted forms are eqs 3.13 and 3.16 themselves, not ln(1 + sigma) of eqs 4.1, 4.2
     torch.testing.assert_close(code_loss_terms(Loss.adj_L0, g_pos, g_neg, 0.5),
                                ff_loss_terms(Loss.L0, g_pos, g_neg, 0.5))  # fmt: skip
