@@ -9,6 +9,7 @@ import torch
 from ffbench.backprop import BackpropTask
 from ffbench.experiments import get, under
 from ffbench.ff import FFTask, ReferenceFFTask, other_image_negatives
+from ffbench.models import chunk_size
 from ffbench.training import make_task, train
 
 CPU = torch.device("cpu")
@@ -219,3 +220,27 @@ def test_data_on_another_device_is_one_clear_error(synthetic):
     exp = dataclasses.replace(get("DNN_base"), epochs=1)
     with pytest.raises(ValueError, match="data is on cpu, training on meta; load it with"):
         train(exp, synthetic, torch.device("meta"), seed=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name, reading", [("DNN_base", "code"), ("adj_FFA0_1", "code"),
+                                           ("adj_FFA0_1", "text"), ("FF_best", "text"),
+                                           ("FG_local", "text")])  # fmt: skip
+def test_no_step_syncs_with_the_gpu(synthetic, name, reading):
+    """On a GPU, torch itself raises at any synchronising call inside an epoch of steps."""
+    cuda = torch.device("cuda")
+    data = type(synthetic)(*(t.to(cuda) for t in vars(synthetic).values()))
+    task = make_task(dataclasses.replace(under(get(name), reading), epochs=1), data, cuda)
+    gen = torch.Generator(device=cuda).manual_seed(0)
+    task.train_epoch(None, 16, gen)  # warm-up: lazy state, first kernels
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        task.train_epoch(None, 16, gen)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_chunks_fit_the_cpus_cache_and_are_whole_batches_on_a_gpu(synthetic):
+    assert FFTask(get("adj_FFA0_1"), synthetic, CPU).chunk == 2048
+    assert BackpropTask(get("DNN_base"), synthetic, CPU).chunk == 4096
+    assert chunk_size(torch.device("cuda"), 2048) >= 60000  # a whole batch of the notes
