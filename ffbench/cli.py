@@ -8,6 +8,7 @@ import math
 import signal
 import sys
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -511,27 +512,37 @@ def show_table(
             help="One row per experiment, each reading's result beside the paper's.",
         ),
     ] = False,
+    ablated: Annotated[
+        str | None,
+        typer.Option("--ablation", help="One row's runs (`ffbench ablate NAME`) and each change."),
+    ] = None,
     fmt: Format = results.TableFormat.rich,
     output: Annotated[
         Path | None, typer.Option("--output", help="Write to this file instead of stdout.")
     ] = None,
 ) -> None:
     """Aggregate every finished run under the runs dir, beside the paper's numbers."""
+    view = results.side_by_side if side else results.display_rows
+    if ablated is not None:
+        lookup([ablated])
+        view = partial(results.ablation, name=ablated)
+    if (side or ablated) and fmt not in (results.TableFormat.rich, results.TableFormat.markdown):
+        raise typer.BadParameter(
+            "--side-by-side and --ablation print rich or markdown", param_hint="--format"
+        )
+    if reading is not None:
+        check_reading(reading)
     if not runs_dir.is_dir():
         fail(f"runs dir {runs_dir} does not exist; run `ffbench run NAME` or pass --runs-dir")
     runs = results.load_runs(
         runs_dir, warn=lambda m: err.print(f"warning: {m}", highlight=False, soft_wrap=True)
     )
     if reading is not None:
-        check_reading(reading)
         runs = runs[runs.reading == reading]
     if runs.empty:
         err.print(f"no finished runs under {runs_dir}; run `ffbench run NAME` first")
         return
     agg = results.aggregate(runs)
-    view = results.side_by_side if side else results.display_rows
-    if side and fmt not in (results.TableFormat.rich, results.TableFormat.markdown):
-        raise typer.BadParameter("--side-by-side prints rich or markdown", param_hint="--format")
     if fmt == results.TableFormat.rich:
         table = results.to_rich(agg, title=f"ffbench results ({runs_dir})", view=view)
         if output is None:
@@ -540,7 +551,7 @@ def show_table(
         buffer = io.StringIO()
         Console(file=buffer, width=200).print(table)
         text = buffer.getvalue()
-    elif side:
+    elif side or ablated:
         text = results.markdown(*view(agg))
     else:
         text = results.RENDERERS[fmt](agg)

@@ -177,6 +177,30 @@ def side_by_side(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def ablation(table: pd.DataFrame, name: str) -> tuple[list[str], list[list[str]]]:
+    """The runs of one row (`ffbench ablate NAME`): the unflipped run of each reading first,
+    then each set of overrides (a flipped switch) with its accuracy and its change against it."""
+    mine = table[table.experiment == name]
+    header = ["Reading", "Flipped", "n", "Accuracy %", "Change (points)", "Time", "Status"]
+    rows = []
+    for reading, g in mine.groupby("reading", sort=False):
+        base = g[g.overrides == ""]
+        base_acc = base.accuracy.iloc[0] if len(base) else math.nan
+        for r in pd.concat([base, g[g.overrides != ""]]).itertuples():
+            change = "-" if r.overrides == "" else _signed(r.accuracy - base_acc)
+            acc = _pct(r.accuracy) + (
+                "" if math.isnan(r.accuracy_std) else f" ± {r.accuracy_std:.2f}"
+            )
+            status = r.status + (f" at epoch {r.diverged_epochs}" if r.diverged_epochs else "")
+            rows.append([reading, r.overrides or "(none)", str(r.n), acc, change,
+                         _mmss(r.time_s), status])  # fmt: skip
+    return header, rows
+
+
+def _signed(x: float) -> str:
+    return "NAN" if math.isnan(x) else f"{x:+.2f}"
+
+
 def markdown(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

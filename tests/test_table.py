@@ -107,3 +107,17 @@ def test_readings_group_apart_and_stand_side_by_side(tmp_path):
     assert by_name["adj_FFA0_1"][1:6] == ["49.80", "50.00 ± 1.41, n=2", "27:30", "11.35, n=1",
                                           "35:00"]  # fmt: skip
     assert by_name["FFA0"][2] == "NAN (diverged at 380), n=1" and by_name["FFA0"][4] == "-"
+
+
+def test_the_ablation_view_gives_each_flip_its_change(tmp_path):
+    code = tmp_path / "code"
+    fake_run(code, "adj_FFA0_1", 0, "finished", 0.50, 1400.0, reading="code")
+    fake_run(code, "adj_FFA0_1", 0, "finished", 0.1135, 1500.0, reading="code",
+             overrides={"negatives": "other_image"}, suffix="-aa")  # fmt: skip
+    fake_run(code, "adj_FFA0_1", 0, "finished", 0.52, 1300.0, reading="code",
+             overrides={"theta": 2.0}, suffix="-bb")  # fmt: skip
+    fake_run(code, "DNN_base", 0, "finished", 0.97, 500.0, reading="code")
+    header, rows = table.ablation(table.aggregate(table.load_runs(tmp_path)), "adj_FFA0_1")
+    assert header[1:5] == ["Flipped", "n", "Accuracy %", "Change (points)"]
+    assert [r[1] for r in rows] == ["(none)", "negatives=other_image", "theta=2.0"]
+    assert [r[4] for r in rows] == ["-", "-38.65", "+2.00"]
