@@ -76,7 +76,7 @@ def learning_curves(runs: list[Path], path: Path) -> Path:
         loss_ax.plot(metrics.epoch, metrics.loss, label=label)
         acc = metrics.dropna(subset=["test_accuracy"])
         acc_ax.plot(acc.epoch, acc.test_accuracy * 100, marker="o", markersize=3, label=label)
-    loss_ax.set(xlabel="epoch", ylabel="training loss (backprop: CE; FF: sum over layers)",
+    loss_ax.set(xlabel="epoch", ylabel="training loss (backprop: its loss; FF: sum over layers)",
                 title="loss")  # fmt: skip
     acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
     for ax in (loss_ax, acc_ax):
