@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -121,3 +122,12 @@ def test_the_ablation_view_gives_each_flip_its_change(tmp_path):
     assert header[1:5] == ["Flipped", "n", "Accuracy %", "Change (points)"]
     assert [r[1] for r in rows] == ["(none)", "negatives=other_image", "theta=2.0"]
     assert [r[4] for r in rows] == ["-", "-38.65", "+2.00"]
+
+
+def test_cpu_and_gpu_runs_are_never_averaged_together(tmp_path):
+    fake_run(tmp_path, "DNN_base", 0, "finished", 0.975, 500.0)
+    path = fake_run(tmp_path, "DNN_base", 1, "finished", 0.976, 20.0, suffix="-cuda")
+    result = json.loads((path / "result.json").read_text())
+    write_json(path / "result.json", result | {"device": "cuda:0"})
+    agg = table.aggregate(table.load_runs(tmp_path))
+    assert sorted(zip(agg.device, agg.time_s, agg.n)) == [("cpu", 500.0, 1), ("cuda:0", 20.0, 1)]
