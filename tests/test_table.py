@@ -130,4 +130,5 @@ def test_cpu_and_gpu_runs_are_never_averaged_together(tmp_path):
     result = json.loads((path / "result.json").read_text())
     write_json(path / "result.json", result | {"device": "cuda:0"})
     agg = table.aggregate(table.load_runs(tmp_path))
-    assert sorted(zip(agg.device, agg.time_s, agg.n)) == [("cpu", 500.0, 1), ("cuda:0", 20.0, 1)]
+    rows = sorted(zip(agg.device, agg.time_s, agg.n, strict=True))
+    assert rows == [("cpu", 500.0, 1), ("cuda:0", 20.0, 1)]
