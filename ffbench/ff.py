@@ -159,13 +159,13 @@ class ReferenceFFTask(FFTask):
         exp, model, d = self.exp, self.model, self.data
         n = len(d.x_train)
         perm = torch.randperm(n, device=d.x_train.device, generator=gen)
-        neg = (perm + torch.randint(1, n, (n,), device=perm.device, generator=gen)) % n
+        draw = other_image_negatives(perm, d.y_train, gen)
         total = torch.zeros((), device=d.x_train.device)
         for s in range(0, n, batch):
             idx = perm[s : s + batch]
-            labels = d.y_train[idx]
+            neg_images, labels = draw(s, len(idx))
             x_pos = overlay_label(d.x_train[idx], labels)
-            x_neg = overlay_label(d.x_train[neg[s : s + batch]], labels)
+            x_neg = overlay_label(d.x_train[neg_images], labels)
             for opt in self.optimizers:
                 opt.zero_grad(set_to_none=True)
             for layer in range(len(model.layers)):

@@ -260,11 +260,14 @@ def record_failure(runs_dir: Path, exp: Experiment, seed: int, device: torch.dev
     path.mkdir(parents=True, exist_ok=True)
     if (path / RESULT).exists():
         return Outcome(path, read_json(path / RESULT), skipped=True)
-    result = {"experiment": exp.name, "reading": exp.reading, "seed": seed,
-              "device": str(device), "status": "failed", "test_accuracy": math.nan,
-              "error": f"could not start: {error}", "overrides": exp.overrides()}  # fmt: skip
-    write_json(path / RESULT, result)
+    result = failed_result(exp, seed, device, f"could not start: {error}")
+    write_json(path / RESULT, result | {"overrides": exp.overrides()})
     return Outcome(path, result)
+
+
+def failed_result(exp: Experiment, seed: int, device: torch.device, error: str) -> dict:
+    return {"experiment": exp.name, "reading": exp.reading, "seed": seed, "device": str(device),
+            "status": "failed", "test_accuracy": math.nan, "error": error}  # fmt: skip
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -342,7 +345,7 @@ def execute(
                                      "interrupted": True})  # fmt: skip
         raise
     except Exception as e:
-        result = {**base, "status": "failed", "test_accuracy": math.nan, "error": repr(e)}
+        result = failed_result(exp, seed, device, repr(e))
         result["traceback"] = traceback.format_exc()
     result["overrides"] = exp.overrides()
     write_json(path / RESULT, result)

@@ -121,6 +121,16 @@ def _pct(x: float) -> str:
     return "NAN" if math.isnan(x) else f"{x:.2f}"
 
 
+def _accuracy(r) -> str:
+    """An aggregated row's accuracy as people read it: mean ± std (std from two runs on)."""
+    return _pct(r.accuracy) + ("" if math.isnan(r.accuracy_std) else f" ± {r.accuracy_std:.2f}")
+
+
+def _status_text(r) -> str:
+    """An aggregated row's status, with the epochs at which its diverged runs stopped."""
+    return r.status + (f" at epoch {r.diverged_epochs}" if r.diverged_epochs else "")
+
+
 def _mmss(seconds: float) -> str:
     if math.isnan(seconds):
         return "-"
@@ -136,14 +146,10 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
                "Time", "Paper time", "Device", "Status"]  # fmt: skip
     rows = []
     for r in table.itertuples():
-        acc = _pct(r.accuracy)
-        if not math.isnan(r.accuracy_std):
-            acc += f" ± {r.accuracy_std:.2f}"
         row = [r.experiment, r.reading] + ([r.overrides] if show_overrides else [])
-        status = r.status + (f" at epoch {r.diverged_epochs}" if r.diverged_epochs else "")
         row += [r.optimizer, str(r.epochs), f"{r.rate:g}", str(r.batch_start), str(r.batch_final),
-                str(r.n), acc, _pct(r.paper_accuracy) if r.experiment in PAPER else "-",
-                _mmss(r.time_s), _mmss(r.paper_time_s), r.device, status]  # fmt: skip
+                str(r.n), _accuracy(r), _pct(r.paper_accuracy) if r.experiment in PAPER else "-",
+                _mmss(r.time_s), _mmss(r.paper_time_s), r.device, _status_text(r)]  # fmt: skip
         rows.append(row)
     return header, rows
 
@@ -167,12 +173,8 @@ def side_by_side(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
                 row += ["-", "-"]
                 continue
             r = mine.iloc[0]
-            acc = _pct(r.accuracy) + (
-                "" if math.isnan(r.accuracy_std) else f" ± {r.accuracy_std:.2f}"
-            )
-            if r.diverged_epochs:
-                acc += f" (diverged at {r.diverged_epochs})"
-            row += [f"{acc}, n={r.n}", _mmss(r.time_s)]
+            diverged = f" (diverged at {r.diverged_epochs})" if r.diverged_epochs else ""
+            row += [f"{_accuracy(r)}{diverged}, n={r.n}", _mmss(r.time_s)]
         rows.append(row + [_mmss(first.paper_time_s)])
     return header, rows
 
@@ -188,12 +190,8 @@ def ablation(table: pd.DataFrame, name: str) -> tuple[list[str], list[list[str]]
         base_acc = base.accuracy.iloc[0] if len(base) else math.nan
         for r in pd.concat([base, g[g.overrides != ""]]).itertuples():
             change = "-" if r.overrides == "" else _signed(r.accuracy - base_acc)
-            acc = _pct(r.accuracy) + (
-                "" if math.isnan(r.accuracy_std) else f" ± {r.accuracy_std:.2f}"
-            )
-            status = r.status + (f" at epoch {r.diverged_epochs}" if r.diverged_epochs else "")
-            rows.append([reading, r.overrides or "(none)", str(r.n), acc, change,
-                         _mmss(r.time_s), status])  # fmt: skip
+            rows.append([reading, r.overrides or "(none)", str(r.n), _accuracy(r), change,
+                         _mmss(r.time_s), _status_text(r)])  # fmt: skip
     return header, rows
 
 
