@@ -114,7 +114,7 @@ class Experiment:
 
 
 FIXED = ("name", "reading", "description")  # not settings: a row's identity and its reading
-AT_LEAST = {"lr": 0.0, "epochs": 1, "batch_start": 1, "batch_final": 1, "norm_eps": 0.0,
+AT_LEAST = {"epochs": 1, "batch_start": 1, "batch_final": 1, "norm_eps": 0.0,
             "momentum": 0.0, "weight_decay": 0.0, "cooldown": 0.0, "train_subset": 2}  # fmt: skip
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
@@ -152,8 +152,8 @@ def parse_setting(assignment: str) -> tuple[str, object]:
         raise ValueError(f"{key}={text} is not valid; {key} takes {accepted}") from None
     if key in AT_LEAST and value is not None and not value >= AT_LEAST[key]:
         raise ValueError(f"{key}={text} is out of range; {key} must be >= {AT_LEAST[key]}")
-    if key == "lr" and value == 0:
-        raise ValueError("lr=0 is out of range; lr must be > 0")
+    if key == "lr" and not value > 0:
+        raise ValueError(f"lr={text} is out of range; lr must be > 0")
     return key, value
 
 
