@@ -92,12 +92,7 @@ LOSS_FORMS = {LossForm.text: ff_loss_terms, LossForm.code: code_loss_terms}
 
 
 def ff_loss(
-    kind: Loss,
-    g_pos: torch.Tensor,
-    g_neg: torch.Tensor,
-    theta: float,
-    stable: bool = False,
-    form: LossForm = LossForm.text,
+    kind: Loss, g_pos: torch.Tensor, g_neg: torch.Tensor, theta: float, stable: bool = False
 ) -> torch.Tensor:
     """The FF loss `kind` of one layer: E over the positive and negative terms (eqs 3.13-4.2)."""
-    return LOSS_FORMS[form](kind, g_pos, g_neg, theta, stable).mean()
+    return ff_loss_terms(kind, g_pos, g_neg, theta, stable).mean()
