@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ffbench.data import MNIST, PIXEL_SCALE
-from ffbench.experiments import DnnOutput, Experiment
+from ffbench.experiment import DnnOutput, Experiment
 from ffbench.models import MLP, N_CLASSES, chunk_size
 from ffbench.optimizers import make_optimizer
 from ffbench.schedules import batch_slices

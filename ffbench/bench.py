@@ -15,7 +15,7 @@ import torch
 
 from ffbench.backprop import BackpropTask
 from ffbench.data import MNIST
-from ffbench.experiments import LayerOrder, get, under
+from ffbench.experiment import LayerOrder, get, under
 from ffbench.ff import FFTask, ReferenceFFTask
 from ffbench.models import label_ready, overlay_label
 from ffbench.training import flush_denormals

@@ -18,8 +18,8 @@ from rich.console import Console
 
 from ffbench import data as mnist
 from ffbench import readings
-from ffbench import table as results
-from ffbench.experiments import (
+from ffbench import results
+from ffbench.experiment import (
     PAPER,
     PAPER_ROWS,
     REGISTRY,

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ffbench.data import MNIST, PIXEL_SCALE
-from ffbench.experiments import Experiment, LayerOrder, Negatives, OptimizerScope
+from ffbench.experiment import Experiment, LayerOrder, Negatives, OptimizerScope
 from ffbench.losses import LOSS_FORMS, ff_loss, goodness
 from ffbench.models import N_CLASSES, FFNet, chunk_size, encode_images, overlay_label
 from ffbench.optimizers import make_optimizer

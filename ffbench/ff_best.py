@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ffbench.data import MNIST
-from ffbench.experiments import Experiment
+from ffbench.experiment import Experiment
 from ffbench.losses import ff_loss, goodness
 from ffbench.models import N_CLASSES, NORM_EPS
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from rich.console import Console
 
 from ffbench import data as mnist
-from ffbench.experiments import Experiment, LayerOrder, Method
+from ffbench.experiment import Experiment, LayerOrder, Method
 from ffbench.progress import EpochProgress
 from ffbench.runner import ResumeRefused, RunTaken, execute, run_labels
 

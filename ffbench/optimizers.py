@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ffbench.experiments import Optimizer
+from ffbench.experiment import Optimizer
 
 
 def make_optimizer(kind: Optimizer, params, lr: float, device: torch.device):

@@ -27,7 +27,7 @@ import torch
 
 import ffbench
 from ffbench.data import MNIST
-from ffbench.experiments import Experiment
+from ffbench.experiment import Experiment
 from ffbench.training import train
 
 RESULT = "result.json"

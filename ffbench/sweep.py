@@ -23,7 +23,7 @@ import torch
 
 from ffbench import data as mnist
 from ffbench.bench import dnn_flops_per_sample, ff_flops_per_sample
-from ffbench.experiments import Experiment, Method
+from ffbench.experiment import Experiment, Method
 from ffbench.runner import Outcome, execute, record_failure
 from ffbench.schedules import batch_slices, schedule
 

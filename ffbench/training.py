@@ -16,7 +16,7 @@ import torch
 
 from ffbench.backprop import BackpropTask
 from ffbench.data import MNIST
-from ffbench.experiments import Experiment, Method
+from ffbench.experiment import Experiment, Method
 from ffbench.ff import FFTask
 from ffbench.ff_best import FFBestTask
 from ffbench.forward_grad import ForwardGradTask

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 import torch
 
-from ffbench.experiments import get
+from ffbench.experiment import get
 from ffbench.ff_best import (
     FFBestNet,
     FFBestTask,

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ffbench.experiments import get
+from ffbench.experiment import get
 from ffbench.forward_grad import activity_perturbed, weight_perturbed
 from ffbench.models import MLP
 from ffbench.training import train

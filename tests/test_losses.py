@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from ffbench.experiments import get, under
+from ffbench.experiment import get, under
 from ffbench.losses import Loss, ff_loss, goodness
 from ffbench.models import FFNet, LayerGoodness, encode_images
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from authors_loop import AuthorsDNN, AuthorsFFA, authors_epochs
 
 from ffbench.backprop import BackpropTask
-from ffbench.experiments import Optimizer, get, under
+from ffbench.experiment import Optimizer, get, under
 from ffbench.ff import FFTask, wrong_label_negatives
 from ffbench.losses import Loss, code_loss_terms, ff_loss_terms
 from ffbench.models import FFNet, GoodnessReduce, LabelInput, encode_images

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from ffbench.experiments import PAPER, PAPER_ROWS, REGISTRY, Method, UnknownExperiment, get
+from ffbench.experiment import PAPER, PAPER_ROWS, REGISTRY, Method, UnknownExperiment, get
 from ffbench.losses import Loss
 
 # Section 4 of the notes, typed again here from the PDF text, not from ffbench's own copy:

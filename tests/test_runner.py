@@ -6,7 +6,7 @@ import socket
 import pytest
 import torch
 
-from ffbench.experiments import get
+from ffbench.experiment import get
 from ffbench.runner import (
     LOCK,
     RESULT,

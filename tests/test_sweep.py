@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from ffbench.experiments import PAPER_ROWS, get
+from ffbench.experiment import PAPER_ROWS, get
 from ffbench.sweep import (
     ExecutorKind,
     expected_cost,

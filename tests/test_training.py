@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ffbench.backprop import BackpropTask
-from ffbench.experiments import get, under
+from ffbench.experiment import get, under
 from ffbench.ff import FFTask, ReferenceFFTask, other_image_negatives
 from ffbench.models import chunk_size
 from ffbench.training import make_task, train

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from ffbench import table
+from ffbench import results
 from ffbench.runner import write_json
 
 
@@ -27,13 +27,13 @@ def fake_run(
 def test_a_second_readout_is_its_own_row_with_the_runs_time(tmp_path):
     fake_run(tmp_path, "FF_best", 0, "finished", 0.985, 1500.0, readouts={"head": 0.987})
     fake_run(tmp_path, "FF_best", 1, "finished", 0.987, 1700.0, readouts={"head": 0.989})
-    agg = table.aggregate(table.load_runs(tmp_path))
+    agg = results.aggregate(results.load_runs(tmp_path))
     rows = {r["experiment"]: r for r in agg.to_dict("records")}
     assert set(rows) == {"FF_best", "FF_best/head"}
     assert rows["FF_best"]["accuracy"] == pytest.approx(98.6)
     assert rows["FF_best/head"]["accuracy"] == pytest.approx(98.8)
     assert rows["FF_best/head"]["n"] == 2 and rows["FF_best/head"]["time_s"] == 1600.0
-    header, shown = table.display_rows(agg)
+    header, shown = results.display_rows(agg)
     paper_col = header.index("Paper %")
     assert [r[paper_col] for r in shown] == ["-", "-"]  # no paper number, not the paper's NAN
 
@@ -41,7 +41,7 @@ def test_a_second_readout_is_its_own_row_with_the_runs_time(tmp_path):
 def test_two_seeds_aggregate_to_mean_and_std(tmp_path):
     fake_run(tmp_path, "DNN_base", 0, "finished", 0.9770, 300.0)
     fake_run(tmp_path, "DNN_base", 1, "finished", 0.9790, 320.0)
-    agg = table.aggregate(table.load_runs(tmp_path))
+    agg = results.aggregate(results.load_runs(tmp_path))
     (row,) = agg.to_dict("records")
     assert row["n"] == 2 and row["status"] == "finished"
     assert row["accuracy"] == pytest.approx(97.80)
@@ -54,18 +54,18 @@ def test_diverged_runs_print_nan_and_are_counted(tmp_path):
     fake_run(tmp_path, "FFA0", 0, "diverged", math.nan, 50.0)
     fake_run(tmp_path, "adj_FFA0_1", 0, "finished", 0.5, 80.0)
     fake_run(tmp_path, "adj_FFA0_1", 1, "diverged", math.nan, 90.0)
-    agg = table.aggregate(table.load_runs(tmp_path)).set_index("experiment")
+    agg = results.aggregate(results.load_runs(tmp_path)).set_index("experiment")
     assert math.isnan(agg.loc["FFA0", "accuracy"]) and agg.loc["FFA0", "status"] == "diverged"
     assert agg.loc["adj_FFA0_1", "accuracy"] == pytest.approx(50.0)
     assert agg.loc["adj_FFA0_1", "diverged"] == 1 and agg.loc["adj_FFA0_1", "n"] == 2
-    assert "NAN" in table.to_markdown(agg.reset_index())
+    assert "NAN" in results.to_markdown(agg.reset_index())
 
 
 def test_rows_follow_the_paper_order_and_variants_stay_apart(tmp_path):
     fake_run(tmp_path, "adj_FFA1_3", 0, "finished", 0.2, 1.0)
     fake_run(tmp_path, "DNN_base", 0, "finished", 0.97, 1.0)
     fake_run(tmp_path, "DNN_base", 0, "finished", 0.9, 1.0, {"epochs": 2}, "-abc", epochs=2)
-    agg = table.aggregate(table.load_runs(tmp_path))
+    agg = results.aggregate(results.load_runs(tmp_path))
     assert list(agg.experiment) == ["DNN_base", "DNN_base", "adj_FFA1_3"]
     assert list(agg.overrides) == ["", "epochs=2", ""]
 
@@ -75,14 +75,14 @@ def test_a_malformed_result_is_skipped_with_a_warning(tmp_path):
     bad = fake_run(tmp_path, "FFA1", 0, "finished", 0.1, 1.0)
     (bad / "result.json").write_text('{"experiment": "FFA1", "seed"')
     warnings = []
-    runs = table.load_runs(tmp_path, warn=warnings.append)
+    runs = results.load_runs(tmp_path, warn=warnings.append)
     assert list(runs.experiment) == ["DNN_base"]
     assert len(warnings) == 1 and "FFA1/seed-0/result.json" in warnings[0]
 
 
 def test_csv_has_the_documented_columns(tmp_path):
     fake_run(tmp_path, "DNN_base", 0, "finished", 0.97, 1.0)
-    header = table.to_csv(table.aggregate(table.load_runs(tmp_path))).splitlines()[0].split(",")
+    header = results.to_csv(results.aggregate(results.load_runs(tmp_path))).splitlines()[0].split(",")
     for col in ("experiment", "accuracy", "accuracy_std", "n", "time_s", "paper_accuracy",
                 "paper_time_s", "status"):  # fmt: skip
         assert col in header
@@ -96,12 +96,12 @@ def test_readings_group_apart_and_stand_side_by_side(tmp_path):
     fake_run(tmp_path / "code", "FFA0", 0, "diverged", math.nan, 1500.0, reading="code",
              diverged_epoch=380)  # fmt: skip
     fake_run(tmp_path / "text", "adj_FFA0_1", 0, "finished", 0.1135, 2100.0)
-    agg = table.aggregate(table.load_runs(tmp_path))
+    agg = results.aggregate(results.load_runs(tmp_path))
     got = {(r["experiment"], r["reading"]): r for r in agg.to_dict("records")}
     assert set(got) == {("adj_FFA0_1", "code"), ("adj_FFA0_1", "text"), ("FFA0", "code")}
     assert got["adj_FFA0_1", "code"]["accuracy"] == pytest.approx(50.0)
     assert got["FFA0", "code"]["diverged_epochs"] == "380"
-    header, rows = table.side_by_side(agg)
+    header, rows = results.side_by_side(agg)
     assert header == ["Experiment", "Paper %", "code %", "code time", "text %", "text time",
                       "Paper time"]  # fmt: skip
     by_name = {r[0]: r for r in rows}
@@ -118,7 +118,7 @@ def test_the_ablation_view_gives_each_flip_its_change(tmp_path):
     fake_run(code, "adj_FFA0_1", 0, "finished", 0.52, 1300.0, reading="code",
              overrides={"theta": 2.0}, suffix="-bb")  # fmt: skip
     fake_run(code, "DNN_base", 0, "finished", 0.97, 500.0, reading="code")
-    header, rows = table.ablation(table.aggregate(table.load_runs(tmp_path)), "adj_FFA0_1")
+    header, rows = results.ablation(results.aggregate(results.load_runs(tmp_path)), "adj_FFA0_1")
     assert header[1:5] == ["Flipped", "n", "Accuracy %", "Change (points)"]
     assert [r[1] for r in rows] == ["(none)", "negatives=other_image", "theta=2.0"]
     assert [r[4] for r in rows] == ["-", "-38.65", "+2.00"]
@@ -129,6 +129,6 @@ def test_cpu_and_gpu_runs_are_never_averaged_together(tmp_path):
     path = fake_run(tmp_path, "DNN_base", 1, "finished", 0.976, 20.0, suffix="-cuda")
     result = json.loads((path / "result.json").read_text())
     write_json(path / "result.json", result | {"device": "cuda:0"})
-    agg = table.aggregate(table.load_runs(tmp_path))
+    agg = results.aggregate(results.load_runs(tmp_path))
     rows = sorted(zip(agg.device, agg.time_s, agg.n, strict=True))
     assert rows == [("cpu", 500.0, 1), ("cuda:0", 20.0, 1)]

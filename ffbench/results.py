@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from rich.table import Table
 
-from ffbench.experiments import PAPER, PAPER_ROWS
+from ffbench.experiment import PAPER, PAPER_ROWS
 from ffbench.readings import DEFAULT
 from ffbench.runner import RESULT, read_json
 
