@@ -89,6 +89,10 @@ class Experiment:
     optimizer_scope: OptimizerScope = OptimizerScope.per_layer
     batching: Batching = Batching.disjoint
     dnn_output: DnnOutput = DnnOutput.logits_ce
+    # A row defined from a registered one (a config file's row, or `ffbench.define` in a
+    # notebook): the registered row's name and where the new row was defined.
+    base: str | None = None
+    source: str = ""
 
     def __post_init__(self):
         """Enum fields also take their values as strings (readings, config files)."""
@@ -107,54 +111,120 @@ class Experiment:
         return out
 
     def overrides(self) -> dict:
-        """Settings that differ from the registered experiment of the same name under the same
-        reading."""
-        base = under(REGISTRY[self.name], self.reading).settings()
-        return {k: v for k, v in self.settings().items() if base[k] != v}
+        """Settings that differ from the registered row under the same reading (for a derived
+        row, its base's): they name the run directory and a group of the table."""
+        base = under(REGISTRY[self.base or self.name], self.reading).settings()
+        return {k: v for k, v in self.settings().items() if k not in FIXED and base[k] != v}
 
 
-FIXED = ("name", "reading", "description")  # not settings: a row's identity and its reading
+# not settings: a row's identity, its reading and where it came from
+FIXED = ("name", "reading", "description", "base", "source")
 AT_LEAST = {"epochs": 1, "batch_start": 1, "batch_final": 1, "norm_eps": 0.0,
             "momentum": 0.0, "weight_decay": 0.0, "cooldown": 0.0, "train_subset": 2}  # fmt: skip
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
-def parse_setting(assignment: str) -> tuple[str, object]:
-    """`key=value` -> (key, typed value) for a field of Experiment; ValueError naming the key,
-    the accepted values and the fix."""
-    key, sep, text = assignment.partition("=")
-    key, text = key.strip(), text.strip()
-    fields = {f.name: f for f in dataclasses.fields(Experiment) if f.name not in FIXED}
-    if not sep or key not in fields:
-        close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}? " if close else ""
-        raise ValueError(f"'{assignment}' sets no setting; {hint}give KEY=VALUE with KEY one of "
-                         f"{', '.join(fields)}")  # fmt: skip
+def settable() -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(Experiment) if f.name not in FIXED}
+
+
+class SettingError(ValueError):
+    """A setting that does not exist, has the wrong type or is out of range; the message names
+    the key, the accepted values and the fix."""
+
+
+def unknown_setting(key: str, what: str) -> SettingError:
+    fields = settable()
+    close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return SettingError(f"{what} sets no setting; {hint}give KEY=VALUE with KEY one of "
+                        f"{', '.join(fields)}")  # fmt: skip
+
+
+def check_setting(key: str, value: object) -> object:
+    """`value` typed for the Experiment field `key`: from text (`--set`) or from Python and TOML
+    values (`ffbench.run(**settings)`, config files). SettingError names what is wrong."""
+    fields = settable()
+    if key not in fields:
+        raise unknown_setting(key, f"'{key}'")
     kind, type_name = ENUM_FIELDS.get(key), str(fields[key].type)
+    shown = value if isinstance(value, str) else repr(value)
     try:
-        if kind is not None:
-            value = kind(text)
-        elif type_name == "bool":
-            if text.lower() not in TRUE + FALSE:
-                raise ValueError
-            value = text.lower() in TRUE
-        elif type_name.startswith("tuple"):
-            value = tuple(int(v) for v in text.split(","))
-        elif text.lower() == "none" and "None" in type_name:
-            value = None
-        else:
-            value = (float if type_name == "float" else int)(text)
-    except ValueError:
+        value = _typed(kind, type_name, value)
+    except (ValueError, TypeError):
         words = {"bool": "true or false", "float": "a number"}
         accepted = ", ".join(m.value for m in kind) if kind else words.get(type_name, "an integer")
         if type_name.startswith("tuple"):
             accepted = "layer sizes like 784,800,10"
-        raise ValueError(f"{key}={text} is not valid; {key} takes {accepted}") from None
+        elif "None" in type_name:
+            accepted += " or none"
+        raise SettingError(f"{key}={shown} is not valid; {key} takes {accepted}") from None
     if key in AT_LEAST and value is not None and not value >= AT_LEAST[key]:
-        raise ValueError(f"{key}={text} is out of range; {key} must be >= {AT_LEAST[key]}")
+        raise SettingError(f"{key}={shown} is out of range; {key} must be >= {AT_LEAST[key]}")
     if key == "lr" and not value > 0:
-        raise ValueError(f"lr={text} is out of range; lr must be > 0")
-    return key, value
+        raise SettingError(f"lr={shown} is out of range; lr must be > 0")
+    return value
+
+
+def _typed(kind: type[Enum] | None, type_name: str, value: object) -> object:
+    if kind is not None:
+        return kind(value)
+    if isinstance(value, str):  # from the command line
+        text = value.strip()
+        if type_name == "bool":
+            if text.lower() not in TRUE + FALSE:
+                raise ValueError(text)
+            return text.lower() in TRUE
+        if text.lower() == "none" and "None" in type_name:
+            return None
+        if type_name.startswith("tuple"):
+            return tuple(int(v) for v in text.split(","))
+        return (float if type_name == "float" else int)(text)
+    if value is None and "None" in type_name:
+        return None
+    if type_name == "bool":
+        if not isinstance(value, bool):
+            raise TypeError(value)
+        return value
+    if isinstance(value, bool):  # True is an int to Python, not a number to a config file
+        raise TypeError(value)
+    if type_name.startswith("tuple"):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise TypeError(value)
+        return tuple(value)
+    if type_name == "float" and isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, int):
+        return value
+    raise TypeError(value)
+
+
+def parse_setting(assignment: str) -> tuple[str, object]:
+    """`key=value` (`--set`) -> (key, typed value); SettingError names the key, the accepted
+    values and the fix."""
+    key, sep, text = assignment.partition("=")
+    if not sep:
+        raise unknown_setting(key.strip(), f"'{assignment}'")
+    return key.strip(), check_setting(key.strip(), text)
+
+
+def derive(
+    name: str,
+    base: str,
+    reading: str,
+    settings: dict,
+    source: str = "python",
+    description: str = "",
+) -> Experiment:
+    """A new row: the registered row `base` under `reading` with `settings` changed (typed and
+    checked). It keeps its reading: readings apply to registered rows only."""
+    settings = {k: check_setting(k, v) for k, v in settings.items()}
+    shown = {k: v.value if isinstance(v, Enum) else v for k, v in sorted(settings.items())}
+    changes = ", ".join(f"{k}={v}" for k, v in shown.items()) or "no change"
+    return dataclasses.replace(
+        under(get(base), reading), name=name, base=base, source=source,
+        description=description or f"{base} ({reading}) with {changes}", **settings,
+    )  # fmt: skip
 
 
 def under(exp: Experiment, reading: str) -> Experiment:
@@ -315,3 +385,5 @@ register(
         description="FF at its best: 3x1000, RMS norm, hard negatives, peer norm (+ /head)",
     )
 )
+
+BUILTIN = frozenset(REGISTRY)  # the package's own rows; a notebook may register more

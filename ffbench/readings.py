@@ -80,8 +80,9 @@ class Reading:
     rows: dict = field(default_factory=dict)  # row name -> extra settings of that row only
 
     def apply(self, exp):
-        """`exp` under this reading (its own recipe, for a row beyond the notes)."""
-        if exp.method.value not in PAPER_METHODS:
+        """`exp` under this reading (its own recipe, for a row beyond the notes; its own
+        reading, for a row derived from a registered one)."""
+        if exp.method.value not in PAPER_METHODS or exp.base is not None:
             return exp
         return dataclasses.replace(exp, reading=self.name, **self.settings,
                                    **self.rows.get(exp.name, {}))  # fmt: skip

@@ -1,0 +1,72 @@
+"""Rows from a TOML file (`ffbench run --config my_rows.toml`): a researcher's new rows without an
+edit of the package. One table per row, its header the row's name:
+
+    [adj_FFA0_1_theta2]
+    base = "adj_FFA0_1"      # a registered row (`ffbench list`)
+    reading = "code"         # optional: the command's --reading
+    description = "..."      # optional
+    theta = 2.0              # any setting of Experiment, typed as TOML values
+    sizes = [784, 1000, 10]
+
+Each row is `ffbench.experiment.derive`d: its config.json records `base` and `source` (this
+file), and the settings that differ from its base name its run directory, as `--set` does.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import tomllib
+
+from ffbench import readings
+from ffbench.experiment import REGISTRY, Experiment, SettingError, UnknownExperiment, derive
+
+ROW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a directory name on every system
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be read or defines a bad row; the message names the file, the
+    row and the fix."""
+
+
+def load_rows(path: Path, reading: str = readings.DEFAULT) -> list[Experiment]:
+    """The rows of the TOML file at `path`, in the file's order; `reading` is theirs unless a
+    row names its own."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path} ({e.strerror}); give a TOML file "
+                          "of rows (README, 'Rows from a file')") from None  # fmt: skip
+    try:
+        tables = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML ({e}); fix the file") from None
+    if not tables:
+        raise ConfigError(f'{path} defines no rows; add one, e.g. [my_row] with base = "FFA0"')
+    return [_row(path, name, table, reading) for name, table in tables.items()]
+
+
+def _row(path: Path, name: str, table: object, reading: str) -> Experiment:
+    where = f"{path} [{name}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: '{name} = ...' is not a row; write [{name}] and under it "
+                          "base = \"ROW\" and the settings it changes")  # fmt: skip
+    if not ROW_NAME.fullmatch(name):
+        raise ConfigError(f"{where}: a row's name is a directory name: letters, digits and "
+                          "_ . + - (not first); rename it")  # fmt: skip
+    if name in REGISTRY:
+        raise ConfigError(f"{where}: {name} is a registered row; give the new row its own name")
+    settings = dict(table)
+    base = settings.pop("base", None)
+    if not isinstance(base, str):
+        raise ConfigError(f"{where}: base = \"ROW\" is missing; name the registered row it "
+                          "starts from (`ffbench list`)")  # fmt: skip
+    row_reading = settings.pop("reading", reading)
+    description = settings.pop("description", "")
+    try:
+        readings.get(row_reading)
+        return derive(name, base, row_reading, settings, str(path), str(description))
+    except (SettingError, UnknownExperiment, readings.UnknownReading) as e:
+        raise ConfigError(f"{where}: {e}") from None
