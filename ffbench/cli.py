@@ -16,28 +16,21 @@ import torch
 import typer
 from rich.console import Console
 
+from ffbench import api, readings, results
 from ffbench import data as mnist
-from ffbench import readings
-from ffbench import results
+from ffbench.config import ConfigError, load_rows
 from ffbench.experiment import (
     PAPER,
     PAPER_ROWS,
-    REGISTRY,
     Experiment,
     LayerOrder,
     Method,
     UnknownExperiment,
     get,
     parse_setting,
-    under,
 )
-from ffbench.launch import LaunchError, Screen, run_parallel, run_serial
-from ffbench.runner import (
-    check_writable,
-    run_dir,
-    run_state,
-    write_atomic,
-)
+from ffbench.launch import LaunchError, Screen
+from ffbench.runner import check_writable, run_dir, run_state, write_atomic
 from ffbench.schedules import BatchGrowth, LrScaling
 from ffbench.sweep import ExecutorKind
 
@@ -73,6 +66,13 @@ DataDir = Annotated[
 Format = Annotated[results.TableFormat, typer.Option("--format", help="Output format.")]
 Names = Annotated[list[str] | None, typer.Argument(help="Experiments to run (see `ffbench list`).")]
 Paper = Annotated[bool, typer.Option("--paper", help="Run every row of the notes' table.")]
+Config = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="A TOML file of new rows (README, 'Rows from a file'): all of them, or those named.",
+    ),
+]
 ReadingOpt = Annotated[
     str,
     typer.Option(
@@ -131,14 +131,16 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def asked(e: api.BadRequest) -> typer.BadParameter:
+    """An API's bad request as the command line says it: one line naming the option."""
+    return typer.BadParameter(str(e), param_hint=e.param)
+
+
 def resolve_device(device: Device) -> torch.device:
-    if device == Device.cuda and not torch.cuda.is_available():
-        raise typer.BadParameter(
-            "no CUDA GPU is available here; use --device cpu or auto", param_hint="--device"
-        )
-    if device == Device.auto:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device.value)
+    try:
+        return api.resolve_device(device.value)
+    except api.BadRequest as e:
+        raise asked(e) from None
 
 
 def parse_seeds(seed: str | None, seeds: int | None) -> list[int]:
@@ -160,27 +162,6 @@ def parse_seeds(seed: str | None, seeds: int | None) -> list[int]:
     return out
 
 
-def lookup(names: list[str]) -> list[Experiment]:
-    try:
-        return [get(n) for n in names]
-    except UnknownExperiment as e:
-        raise typer.BadParameter(str(e), param_hint="NAMES") from None
-
-
-def with_overrides(exp: Experiment, **overrides) -> Experiment:
-    """The experiment with every option the user gave (None = keep the registry's value)."""
-    exp = dataclasses.replace(exp, **{k: v for k, v in overrides.items() if v is not None})
-    if exp.lr <= 0:
-        raise typer.BadParameter(f"the rate must be > 0, not {exp.lr}", param_hint="--lr")
-    if exp.batch_final < exp.batch_start:
-        raise typer.BadParameter(
-            f"the final batch ({exp.batch_final}) is smaller than the start batch "
-            f"({exp.batch_start}); pass --batch-final >= --batch-start",
-            param_hint="--batch-final",
-        )
-    return exp
-
-
 @app.command("list")
 def list_experiments(reading: ReadingOpt = readings.DEFAULT) -> None:
     """The registered experiments under a reading, with their settings and the paper's numbers."""
@@ -192,7 +173,7 @@ def list_experiments(reading: ReadingOpt = readings.DEFAULT) -> None:
                "Paper %", "Paper time"]  # fmt: skip
     for col in columns:
         out.add_column(col)
-    for exp in (under(e, reading) for e in REGISTRY.values()):
+    for exp in api.experiments(reading).values():
         paper = PAPER.get(exp.name)
         acc = "" if paper is None else "NAN" if math.isnan(paper.accuracy) else f"{paper.accuracy}"
         growth = exp.lr_scaling.value + (
@@ -240,6 +221,7 @@ def show_readings(
 def run(
     names: Names = None,
     paper: Paper = False,
+    config: Config = None,
     reading: ReadingOpt = readings.DEFAULT,
     sets: Sets = None,
     epochs: Epochs = None,
@@ -267,13 +249,13 @@ def run(
 ) -> None:
     """Train experiments (x seeds), each into its own run directory, `--jobs` at a time."""
     matrix = run_matrix(
-        names, paper, reading, seed, seeds, sets, epochs=epochs, train_subset=train_subset,
-        batch_start=batch_start, batch_final=batch_final, lr=lr, batch_growth=batch_growth,
-        lr_scaling=lr_scaling, theta=theta, stable_loss=stable_loss, layer_order=layer_order,
-        normalize_input=normalize_input,
+        names, paper, config, reading, seed, seeds, sets, epochs=epochs,
+        train_subset=train_subset, batch_start=batch_start, batch_final=batch_final, lr=lr,
+        batch_growth=batch_growth, lr_scaling=lr_scaling, theta=theta, stable_loss=stable_loss,
+        layer_order=layer_order, normalize_input=normalize_input,
     )  # fmt: skip
-    launch(matrix, dry_run, device, jobs, runs_dir, data_dir, train_subset, eval_every, force,
-           resume, checkpoint_every)  # fmt: skip
+    launch(matrix, dry_run, device, jobs, runs_dir, data_dir, eval_every, force, resume,
+           checkpoint_every)  # fmt: skip
 
 
 @app.command()
@@ -299,7 +281,7 @@ def ablate(
     choice, one at a time: what each difference between the readings does (`ffbench table`
     shows the flipped switch under Overrides)."""
     check_reading(toward)
-    base = run_matrix([name], False, reading, seed, seeds, epochs=epochs,
+    base = run_matrix([name], False, None, reading, seed, seeds, epochs=epochs,
                       train_subset=train_subset)  # fmt: skip
     exp = base[0][0]
     flipped = [dataclasses.replace(exp, **{sw.name: value})
@@ -311,83 +293,77 @@ def ablate(
             param_hint="--toward",
         )
     matrix = base + [(e, s) for e in flipped for _, s in base]
-    launch(matrix, dry_run, device, jobs, runs_dir, data_dir, train_subset, eval_every, force,
-           resume, checkpoint_every)  # fmt: skip
+    launch(matrix, dry_run, device, jobs, runs_dir, data_dir, eval_every, force, resume,
+           checkpoint_every)  # fmt: skip
 
 
-def launch(matrix, dry_run, device, jobs, runs_dir, data_dir, train_subset, eval_every, force,
-           resume, checkpoint_every) -> None:  # fmt: skip
-    """Run a matrix of (experiment, seed): here one after another, or `jobs` at a time."""
-    dev = resolve_device(device)
+def launch(matrix, dry_run, device, jobs, runs_dir, data_dir, eval_every, force, resume,
+           checkpoint_every) -> None:  # fmt: skip
+    """Run a matrix of (experiment, seed) with `ffbench.api`: here one after another, or `jobs`
+    at a time; exit 1 when a run failed."""
     if dry_run:
-        show_matrix(matrix, runs_dir, dev.type)
+        show_matrix(matrix, runs_dir, resolve_device(device).type)
         return
-    if jobs > 1 and dev.type == "cuda":
-        raise typer.BadParameter(
-            "runs at once would share one GPU; use --jobs 1, or `ffbench sweep` on a cluster",
-            param_hint="--jobs",
-        )
     try:
-        check_writable(runs_dir)
-    except OSError as e:
-        raise typer.BadParameter(str(e), param_hint="--runs-dir") from None
-    root = data_dir or mnist.default_data_dir()
-    ui = Screen(console, err)
-    try:
-        if jobs > 1 and len(matrix) > 1:
-            failed = run_parallel(ui, matrix, root, dev, runs_dir, jobs, eval_every, force,
-                                  resume, checkpoint_every)  # fmt: skip
-        else:
-            failed = run_serial(ui, matrix, root, dev, runs_dir, train_subset, eval_every, force,
-                                resume, checkpoint_every)  # fmt: skip
+        outcomes = api.execute_matrix(
+            matrix, runs_dir, device.value, jobs, eval_every, force, resume, checkpoint_every,
+            data_dir, Screen(console, err),
+        )  # fmt: skip
+    except api.BadRequest as e:
+        raise asked(e) from None
     except LaunchError as e:
         fail(str(e), e.code)
-    if failed:
+    if any(out.result["status"] == "failed" for out in outcomes):
         raise typer.Exit(1)
 
 
 def check_reading(reading: str) -> None:
     try:
-        readings.get(reading)
-    except readings.UnknownReading as e:
-        raise typer.BadParameter(str(e), param_hint="--reading") from None
+        api.check_reading(reading)
+    except api.BadRequest as e:
+        raise asked(e) from None
 
 
 def run_matrix(
     names: list[str] | None,
     paper: bool,
+    config: Path | None,
     reading: str,
     seed: str | None,
     seeds: int | None,
     sets: list[str] | None = None,
-    **overrides,
+    **options,
 ) -> list[tuple[Experiment, int]]:
     """(experiment under the reading, after --set and the other options, seed) for every run a
-    command asks for."""
-    names = list(names or []) + (PAPER_ROWS if paper else [])
-    if not names:
-        raise typer.BadParameter(
-            "name at least one experiment, or pass --paper", param_hint="NAMES"
-        )
+    command asks for: the named rows, the paper's with --paper, and a config file's rows (all of
+    them, or those named)."""
     check_reading(reading)
-    seed_list = parse_seeds(seed, seeds)
-    settings = {}
+    rows: list[str | Experiment] = list(names or []) + (PAPER_ROWS if paper else [])
+    if config is not None:
+        try:
+            from_file = {exp.name: exp for exp in load_rows(config, reading)}
+        except ConfigError as e:
+            raise typer.BadParameter(str(e), param_hint="--config") from None
+        named = [from_file.get(row, row) for row in rows]
+        rows = named if any(r in from_file for r in rows) else named + list(from_file.values())
+    settings = {k: v for k, v in options.items() if v is not None}
     for assignment in sets or []:
         try:
             key, value = parse_setting(assignment)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--set") from None
         settings[key] = value
-    exps = [with_overrides(dataclasses.replace(under(e, reading), **settings), **overrides)
-            for e in lookup(names)]  # fmt: skip
+    try:
+        matrix = api.plan(rows, parse_seeds(seed, seeds), reading, settings)
+    except api.BadRequest as e:
+        raise asked(e) from None
     for key, flag in METHOD_OPTIONS.items():
-        if overrides.get(key) is not None and not any(key in USES[e.method] for e in exps):
+        if options.get(key) is not None and not any(key in USES[e.method] for e, _ in matrix):
             raise typer.BadParameter(
                 f"no experiment named uses {flag} (FF rows only; FF_best: only --theta); drop it",
                 param_hint=flag,
             )
-    # a name given twice is one run, not a second run racing the first for its directory
-    return list(dict.fromkeys((exp, s) for exp in exps for s in seed_list))
+    return matrix
 
 
 # Options only some methods read; a run where none reads it would silently ignore it.
@@ -418,6 +394,7 @@ def show_matrix(matrix: list[tuple[Experiment, int]], runs_dir: Path, device_typ
 def sweep(
     names: Names = None,
     paper: Paper = False,
+    config: Config = None,
     reading: ReadingOpt = readings.DEFAULT,
     sets: Sets = None,
     seeds: Seeds = None,
@@ -452,13 +429,13 @@ def sweep(
     checkpoint_every: CheckpointEvery = 10,
 ) -> None:
     """Submit one job per (experiment, seed) with submitit: local processes or a SLURM array."""
-    from ffbench.sweep import local_gpus, make_executor, submit
+    from ffbench.sweep import SweepError, local_gpus, make_executor, submit, wait_for
 
     matrix = run_matrix(
-        names, paper, reading, seed, seeds, sets, epochs=epochs, train_subset=train_subset,
-        batch_start=batch_start, batch_final=batch_final, lr=lr, batch_growth=batch_growth,
-        lr_scaling=lr_scaling, theta=theta, stable_loss=stable_loss, layer_order=layer_order,
-        normalize_input=normalize_input,
+        names, paper, config, reading, seed, seeds, sets, epochs=epochs,
+        train_subset=train_subset, batch_start=batch_start, batch_final=batch_final, lr=lr,
+        batch_growth=batch_growth, lr_scaling=lr_scaling, theta=theta, stable_loss=stable_loss,
+        layer_order=layer_order, normalize_input=normalize_input,
     )  # fmt: skip
     if executor == ExecutorKind.local and device == Device.cuda:
         resolve_device(device)
@@ -474,27 +451,34 @@ def sweep(
     runs = runs_dir.resolve()
     if executor == ExecutorKind.local:
         gpus_per_node = gpus_per_node or local_gpus(device.value)
-    ex = make_executor(executor, runs / ".submitit", timeout_min, partition, gpus_per_node,
-                       cpus_per_task)  # fmt: skip
-    options = dict(
-        runs_dir=runs, data_dir=root, device=device.value, eval_every=eval_every, force=force,
-        resume=resume, checkpoint_every=checkpoint_every,
-    )  # fmt: skip
-    jobs = submit(ex, matrix, options)
-    console.print(f"submitted {len(jobs)} jobs ({executor.value}); logs in {runs / '.submitit'}")
+    try:
+        ex = make_executor(executor, runs / ".submitit", timeout_min, partition, gpus_per_node,
+                           cpus_per_task)  # fmt: skip
+        options = dict(
+            runs_dir=runs, data_dir=root, device=device.value, eval_every=eval_every,
+            force=force, resume=resume, checkpoint_every=checkpoint_every,
+            rows=api.user_rows(matrix),
+        )  # fmt: skip
+        jobs = submit(ex, matrix, options)
+    except SweepError as e:
+        fail(str(e))
+    ids = " ".join(j.job_id for j in jobs)
+    console.print(f"submitted {len(jobs)} jobs ({executor.value}): {ids}; logs in "
+                  f"{runs / '.submitit'}", highlight=False)  # fmt: skip
     if executor == ExecutorKind.slurm and not wait:
-        console.print(f"job ids: {' '.join(j.job_id for j in jobs)}; then `ffbench table`")
+        console.print("then `ffbench table`, or `--wait` to wait for them", highlight=False)
         return
     failed = 0
-    for (exp, s), job in zip(matrix, jobs, strict=True):
-        try:
-            r = job.result().result
-        except Exception as e:  # a job that crashed outright (its log says why)
+    for job, (label, outcome) in zip(jobs, wait_for(matrix, jobs, runs), strict=True):
+        if isinstance(outcome, str):  # the job ended without a result: cancelled, killed
             failed += 1
-            err.print(f"{exp.name} seed {s}: job {job.job_id} failed: {str(e).splitlines()[0]}")
+            err.print(f"[bold red]error:[/] {outcome}", highlight=False, soft_wrap=True)
             continue
+        r = outcome.result
         failed += r["status"] == "failed"
-        console.print(f"{exp.name} seed {s}: {r['status']}, test accuracy {r['test_accuracy']:.4f}")
+        acc = "NAN" if math.isnan(r["test_accuracy"]) else f"{r['test_accuracy']:.4f}"
+        console.print(f"{label}: job {job.job_id} {r['status']}, test accuracy {acc} -> "
+                      f"{outcome.path}", highlight=False)  # fmt: skip
     if failed:
         raise typer.Exit(1)
 
@@ -524,7 +508,10 @@ def show_table(
     """Aggregate every finished run under the runs dir, beside the paper's numbers."""
     view = results.side_by_side if side else results.display_rows
     if ablated is not None:
-        lookup([ablated])
+        try:
+            get(ablated)
+        except UnknownExperiment as e:
+            raise typer.BadParameter(str(e), param_hint="--ablation") from None
         view = partial(results.ablation, name=ablated)
     if (side or ablated) and fmt not in (results.TableFormat.rich, results.TableFormat.markdown):
         raise typer.BadParameter(

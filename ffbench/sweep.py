@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import queue
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from enum import Enum
 from pathlib import Path
@@ -23,8 +23,8 @@ import torch
 
 from ffbench import data as mnist
 from ffbench.bench import dnn_flops_per_sample, ff_flops_per_sample
-from ffbench.experiment import Experiment, Method
-from ffbench.runner import Outcome, execute, record_failure
+from ffbench.experiment import REGISTRY, Experiment, Method
+from ffbench.runner import Outcome, execute, record_failure, run_labels
 from ffbench.schedules import batch_slices, schedule
 
 if TYPE_CHECKING:
@@ -38,8 +38,11 @@ class ExecutorKind(str, Enum):
 
 def run_job(exp: Experiment, seed: int, options: dict, events=None) -> Outcome:
     """One (experiment, seed) run inside a job; returns its outcome (path, result.json). `options`:
-    runs_dir, data_dir, device, eval_every, force, resume, checkpoint_every. With `events` (a
-    queue) every epoch's record goes there as (experiment, seed, record), else to stdout."""
+    runs_dir, data_dir, device, eval_every, force, resume, checkpoint_every, and rows (a
+    notebook's rows, registered here first). With `events` (a queue) every epoch's record goes
+    there as (experiment, seed, record), else to stdout."""
+    for row in options.get("rows", ()):
+        REGISTRY.setdefault(row.name, row)
     device = options["device"]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -63,6 +66,15 @@ def run_job(exp: Experiment, seed: int, options: dict, events=None) -> Outcome:
         resume=options["resume"], checkpoint_every=options["checkpoint_every"],
     )  # fmt: skip
     return out
+
+
+def cluster_job(exp: Experiment, seed: int, options: dict) -> Outcome:
+    """`run_job` as a submitit job. SLURM ends a cancelled or timed-out job with SIGTERM (then
+    SIGKILL after KillWait), which submitit only logs: here it interrupts the run as Ctrl-C
+    does, so the run directory is marked interrupted and `--resume` or a re-run finishes it on
+    any node."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    return run_job(exp, seed, options)
 
 
 def make_executor(
@@ -94,12 +106,45 @@ def local_gpus(device: str) -> int:
     return 0 if device == "cpu" else torch.cuda.device_count()
 
 
+class SweepError(Exception):
+    """The jobs could not be submitted; the message says why and what to do."""
+
+
 def submit(
     executor: submitit.Executor, matrix: list[tuple[Experiment, int]], options: dict
 ) -> list[submitit.Job]:
     """Submit the whole matrix at once (a job array on SLURM)."""
     exps, seeds = [exp for exp, _ in matrix], [seed for _, seed in matrix]
-    return executor.map_array(run_job, exps, seeds, [options] * len(matrix))
+    try:
+        return executor.map_array(cluster_job, exps, seeds, [options] * len(matrix))
+    except Exception as e:  # sbatch missing, refused, or no cluster configured
+        why = " ".join(str(e).split())[:300]
+        raise SweepError(f"submitting the jobs failed: {why}; check that `sbatch` works here "
+                         "(`sinfo` answers), or use --executor local") from None  # fmt: skip
+
+
+def wait_for(
+    matrix: list[tuple[Experiment, int]], jobs: list[submitit.Job], runs_dir: Path
+) -> Iterator[tuple[str, Outcome | str]]:
+    """(label, outcome) for each job in the matrix's order, as each ends. A job that ended with
+    no outcome (cancelled, killed, out of time or memory) comes as a message saying so and how
+    to finish its run: it left its run directory interrupted, never half-written."""
+    labels = run_labels(matrix)
+    for (exp, seed), job in zip(matrix, jobs, strict=True):
+        label = labels[exp, seed]
+        try:
+            yield label, job.result()
+        except Exception as e:  # submitit's UncompletedJobError / FailedJobError
+            why = str(e).strip().splitlines()[0][:200]
+            state = job.state if hasattr(job, "state") else "FAILED"
+            yield (
+                label,
+                (
+                    f"{label}: job {job.job_id} ended {state} without a result ({why}); its run "
+                    f"under {runs_dir / exp.reading / exp.name} is kept: the same sweep with "
+                    "--resume finishes it (log: `ffbench sweep` printed where)"
+                ),
+            )
 
 
 _events = _stop = None  # in a pool worker: the queue its epochs go to, the event that ends it

@@ -97,7 +97,7 @@ def test_dry_run_lists_the_matrix_and_writes_nothing(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["latex", "json", "markdown", "csv", "rich"])
 def test_table_exports_to_a_file(tmp_path, fmt):
-    from test_table import fake_run
+    from test_results import fake_run
 
     runs = tmp_path / "runs"
     fake_run(runs, "DNN_base", 0, "finished", 0.97, 10.0)

@@ -53,7 +53,7 @@ def wait_for_epoch(proc, epoch):
         (["run", "DNN_base", "--epochs", "0"], "--epochs"),
         (["run", "DNN_base", "--batch-start", "0"], "--batch-start"),
         (["run", "DNN_base", "--batch-start", "100", "--batch-final", "50"], "final batch"),
-        (["run", "DNN_base", "--lr", "-1"], "rate must be > 0"),
+        (["run", "DNN_base", "--lr", "-1"], "lr must be > 0"),
         (["run"], "--paper"),
         (["run", "DNN_base", "--raw-input"], "no experiment named uses --normalize-input/--raw"),
         (["run", "FF_best", "--literal-loss"], "no experiment named uses --stable-loss"),

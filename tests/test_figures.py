@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from test_table import fake_run
+from test_results import fake_run
 from typer.testing import CliRunner
 
 from ffbench.cli import app

@@ -82,7 +82,9 @@ def test_a_malformed_result_is_skipped_with_a_warning(tmp_path):
 
 def test_csv_has_the_documented_columns(tmp_path):
     fake_run(tmp_path, "DNN_base", 0, "finished", 0.97, 1.0)
-    header = results.to_csv(results.aggregate(results.load_runs(tmp_path))).splitlines()[0].split(",")
+    header = (
+        results.to_csv(results.aggregate(results.load_runs(tmp_path))).splitlines()[0].split(",")
+    )
     for col in ("experiment", "accuracy", "accuracy_std", "n", "time_s", "paper_accuracy",
                 "paper_time_s", "status"):  # fmt: skip
         assert col in header
