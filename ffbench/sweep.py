@@ -69,12 +69,33 @@ def run_job(exp: Experiment, seed: int, options: dict, events=None) -> Outcome:
 
 
 def cluster_job(exp: Experiment, seed: int, options: dict) -> Outcome:
-    """`run_job` as a submitit job. SLURM ends a cancelled or timed-out job with SIGTERM (then
-    SIGKILL after KillWait), which submitit only logs: here it interrupts the run as Ctrl-C
-    does, so the run directory is marked interrupted and `--resume` or a re-run finishes it on
-    any node."""
-    signal.signal(signal.SIGTERM, _interrupt)
-    return run_job(exp, seed, options)
+    """`run_job` as a submitit job. SLURM warns a job near its time limit with SIGUSR2 (submitit
+    asks for it, and for a plain function only logs it) and ends a cancelled or timed-out one
+    with SIGTERM: either interrupts the run as Ctrl-C does, so the run directory is marked
+    interrupted (`--resume` or a re-run finishes it, on any node), and the job ends with an
+    error that the waiting sweep reads at once."""
+    stopped_by = []
+
+    def stop(signum, frame):
+        stopped_by.append(signum)
+        raise KeyboardInterrupt
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
+    try:
+        return run_job(exp, seed, options)
+    except KeyboardInterrupt:
+        why = STOP_SIGNALS.get(stopped_by[0] if stopped_by else signal.SIGINT, "interrupted")
+        raise JobInterrupted(f"{exp.name} seed {seed} was stopped by SLURM ({why}); its run "
+                             "directory is resumable") from None  # fmt: skip
+
+
+STOP_SIGNALS = {signal.SIGTERM: "SIGTERM: cancelled or killed",
+                signal.SIGUSR2: "SIGUSR2: near its time limit, raise --timeout-min"}  # fmt: skip
+
+
+class JobInterrupted(RuntimeError):
+    """A cluster job that SLURM stopped before its run ended."""
 
 
 def make_executor(

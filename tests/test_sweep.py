@@ -2,12 +2,20 @@
 
 import dataclasses
 import json
+import os
+import signal
+import threading
+import time
 
+import pytest
 import torch
 
-from ffbench.experiment import PAPER_ROWS, get
+from ffbench.experiment import PAPER_ROWS, get, under
 from ffbench.sweep import (
+    STOP_SIGNALS,
     ExecutorKind,
+    JobInterrupted,
+    cluster_job,
     expected_cost,
     local_gpus,
     longest_first,
@@ -54,3 +62,33 @@ def test_a_job_that_cannot_start_leaves_a_failed_result(tmp_path, monkeypatch):
     assert out.path == tmp_path / "text" / "DNN_base" / "seed-0-cuda"
     result = json.loads((out.path / "result.json").read_text())
     assert result["status"] == "failed" and "sees no CUDA GPU" in result["error"]
+
+
+def test_a_cluster_job_warned_of_its_time_limit_leaves_a_resumable_run(tmp_path, mnist_root):
+    """SLURM's SIGUSR2 (submitit's warning before the time limit) or SIGTERM (scancel) inside a
+    job: the run stops as Ctrl-C stops it, its directory marked interrupted, and the job fails
+    with an error naming the signal, not with a `failed` result.json that hides the run."""
+    exp = dataclasses.replace(under(get("adj_FFA0_1"), "code"), epochs=400, train_subset=2000,
+                              batch_final=50)  # fmt: skip
+    options = dict(runs_dir=tmp_path, data_dir=mnist_root, device="cpu", eval_every=0,
+                   force=False, resume=False, checkpoint_every=1)  # fmt: skip
+
+    def warn_when_training():
+        deadline = time.time() + 120
+        while not list(tmp_path.glob("code/adj_FFA0_1/*/metrics.csv")):
+            if time.time() > deadline:
+                return
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGUSR2)
+
+    handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    threading.Thread(target=warn_when_training, daemon=True).start()
+    try:
+        with pytest.raises(JobInterrupted, match="near its time limit"):
+            cluster_job(exp, 0, options)
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    (path,) = (tmp_path / "code" / "adj_FFA0_1").iterdir()
+    assert not (path / "result.json").exists() and (path / "checkpoint.pt").exists()
+    assert json.loads((path / "lock").read_text())["interrupted"]
