@@ -1,7 +1,9 @@
-"""Progress over epochs: a rich bar on a terminal, one plain line per epoch otherwise."""
+"""Progress over epochs: a rich bar on a terminal or in a notebook, one plain line per epoch
+otherwise (logs, CI)."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable
 
@@ -20,16 +22,25 @@ def describe(record: dict) -> str:
 
 class EpochProgress:
     """Use as a context manager over one run or several at once (`run --jobs`): one bar per run
-    on a terminal, one plain line per epoch otherwise. `progress(label, record)` reports an epoch;
-    `progress.for_run(label)` is that call for one run, as `execute` wants it."""
+    on a terminal or in a notebook with ipywidgets (rich's live display there), one plain line
+    per epoch in a log, one line per tenth of the run in a notebook without ipywidgets, nothing
+    on a quiet console. `progress(label, record)` reports an epoch; `progress.for_run(label)` is
+    that call for one run, as `execute` wants it."""
 
     def __init__(self, console: Console, runs: dict[str, int]):
         self.console, self.totals = console, runs  # label -> epochs in all
         self.bar: Progress | None = None
         self.tasks: dict[str, int] = {}
+        notebook = console.is_jupyter
+        self.every = {
+            label: max(1, total // 10) if notebook else 1 for label, total in runs.items()
+        }
 
     def __enter__(self) -> EpochProgress:
-        if self.console.is_terminal:
+        widgets = importlib.util.find_spec("ipywidgets") is not None
+        if not self.console.quiet and (
+            self.console.is_terminal or (self.console.is_jupyter and widgets)
+        ):
             self.bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -48,12 +59,12 @@ class EpochProgress:
             task = self.tasks[label]
             self.bar.start_task(task)
             self.bar.update(task, completed=record["epoch"], status=describe(record))
-        else:
-            print(
+        elif record["epoch"] % self.every[label] == 0 or record["epoch"] == self.totals[label]:
+            self.console.print(
                 f"{label} epoch {record['epoch']}/{self.totals[label]} {describe(record)} "
                 f"{record['seconds']:.1f}s",
-                flush=True,
-            )
+                highlight=False, markup=False, soft_wrap=True,
+            )  # fmt: skip
 
     def for_run(self, label: str) -> Callable[[dict], None]:
         return lambda record: self(label, record)

@@ -59,10 +59,13 @@ def test_a_defined_row_runs_keeps_its_reading_and_says_where_it_came_from(tmp_pa
     assert row.experiment == name and "theta=1.0" in row.overrides
 
 
-def test_an_experiment_object_runs_directly(tmp_path, mnist_root):
+def test_an_experiment_object_runs_directly_and_quietly(tmp_path, mnist_root, capsys):
     exp = dataclasses.replace(ffbench.experiments()["DNN_base"], lr=0.01)
     r = ffbench.run(exp, runs_dir=tmp_path, progress=False, **TINY)
     assert r.status == "finished" and r.config["lr"] == 0.01
+    assert capsys.readouterr().out == ""
+    ffbench.run(exp, runs_dir=tmp_path, force=True, **TINY)
+    assert "DNN_base seed 0 epoch 1/1" in capsys.readouterr().out  # a log: plain lines
 
 
 @pytest.mark.parametrize(
@@ -98,3 +101,31 @@ def test_a_row_registered_in_a_notebook_runs_in_worker_processes(tmp_path, mnist
     assert [r.status for r in out] == ["finished", "finished"]
     config = json.loads((out[0].path / "config.json").read_text())
     assert config["name"] == "api_nb_row" and config["lr"] == 0.01
+
+
+def test_progress_is_one_bar_or_few_lines_in_a_notebook_and_none_when_quiet(monkeypatch):
+    """rich's console in Jupyter is no terminal: plain lines there would be 400 a run."""
+    import io
+
+    from rich.console import Console
+
+    from ffbench import progress as progress_module
+    from ffbench.progress import EpochProgress
+
+    record = dict(batch=50, rate=0.1, loss=1.0, seconds=1.0)
+
+    def lines(console, total=40):
+        with EpochProgress(console, {"run": total}) as p:
+            for epoch in range(1, total + 1):
+                p("run", record | {"epoch": epoch})
+            return p.bar, console.file.getvalue().splitlines()
+
+    bar, shown = lines(Console(file=io.StringIO(), force_terminal=False, force_jupyter=False))
+    assert bar is None and len(shown) == 40  # a log: every epoch
+    quiet = Console(file=io.StringIO(), quiet=True)
+    assert lines(quiet) == (None, [])
+    monkeypatch.setattr(progress_module.importlib.util, "find_spec", lambda name: None)
+    notebook, shown = Console(file=io.StringIO(), force_jupyter=True), []
+    monkeypatch.setattr(notebook, "print", lambda text, **kw: shown.append(text))
+    assert lines(notebook)[0] is None  # no ipywidgets: no live bar, but ...
+    assert len(shown) == 10 and shown[-1].startswith("run epoch 40/40")  # a line a tenth
