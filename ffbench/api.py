@@ -38,6 +38,8 @@ from ffbench.experiment import (
 from ffbench.launch import Screen, run_parallel, run_serial
 from ffbench.runner import Outcome, check_writable, read_json
 
+FULL_TRAIN = 60000  # MNIST's training images
+
 
 class BadRequest(ValueError):
     """A request that cannot run: an unknown row or reading, a bad setting, no GPU, a runs dir
@@ -151,6 +153,11 @@ def plan(
                 f"({exp.batch_start}); pass --batch-final >= --batch-start",
                 "--batch-final",
             )
+        if exp.validation >= (exp.train_subset or FULL_TRAIN):
+            raise BadRequest(
+                f"--validation {exp.validation} leaves no training images of "
+                f"{exp.train_subset or FULL_TRAIN}; hold out fewer", "--validation",
+            )  # fmt: skip
         exps.append(exp)
     return list(dict.fromkeys((exp, s) for exp in exps for s in seeds))
 
@@ -158,7 +165,7 @@ def plan(
 # The command line's own options for some settings; the others come with --set.
 FLAGS = {k: "--" + k.replace("_", "-") for k in (
     "epochs", "train_subset", "batch_start", "batch_final", "lr", "batch_growth", "lr_scaling",
-    "theta", "layer_order")} | {"stable_loss": "--stable-loss/--literal-loss",
+    "theta", "layer_order", "validation")} | {"stable_loss": "--stable-loss/--literal-loss",
                                 "normalize_input": "--normalize-input/--raw-input"}  # fmt: skip
 
 

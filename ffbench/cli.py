@@ -114,6 +114,12 @@ NormalizeInput = Annotated[
     ),
 ]
 Order = Annotated[LayerOrder | None, typer.Option(help="FF: per-batch or greedy layers.")]
+Validation = Annotated[
+    int | None,
+    typer.Option(
+        min=0, help="Hold out N training images (seeded by the run's seed); report their accuracy."
+    ),
+]
 EvalEvery = Annotated[
     int, typer.Option(min=0, help="Test accuracy every K epochs (0: after the last only).")
 ]
@@ -238,6 +244,7 @@ def run(
     stable_loss: StableLoss = None,
     layer_order: Order = None,
     normalize_input: NormalizeInput = None,
+    validation: Validation = None,
     eval_every: EvalEvery = 0,
     runs_dir: RunsDir = Path("runs"),
     data_dir: DataDir = None,
@@ -252,7 +259,7 @@ def run(
         names, paper, config, reading, seed, seeds, sets, epochs=epochs,
         train_subset=train_subset, batch_start=batch_start, batch_final=batch_final, lr=lr,
         batch_growth=batch_growth, lr_scaling=lr_scaling, theta=theta, stable_loss=stable_loss,
-        layer_order=layer_order, normalize_input=normalize_input,
+        layer_order=layer_order, normalize_input=normalize_input, validation=validation,
     )  # fmt: skip
     launch(matrix, dry_run, device, jobs, runs_dir, data_dir, eval_every, force, resume,
            checkpoint_every)  # fmt: skip
@@ -421,6 +428,7 @@ def sweep(
     stable_loss: StableLoss = None,
     layer_order: Order = None,
     normalize_input: NormalizeInput = None,
+    validation: Validation = None,
     eval_every: EvalEvery = 0,
     runs_dir: RunsDir = Path("runs"),
     data_dir: DataDir = None,
@@ -435,7 +443,7 @@ def sweep(
         names, paper, config, reading, seed, seeds, sets, epochs=epochs,
         train_subset=train_subset, batch_start=batch_start, batch_final=batch_final, lr=lr,
         batch_growth=batch_growth, lr_scaling=lr_scaling, theta=theta, stable_loss=stable_loss,
-        layer_order=layer_order, normalize_input=normalize_input,
+        layer_order=layer_order, normalize_input=normalize_input, validation=validation,
     )  # fmt: skip
     if executor == ExecutorKind.local and device == Device.cuda:
         resolve_device(device)

@@ -162,12 +162,44 @@ PIXEL_SCALE = {Pixels.unit: 1.0, Pixels.raw: 255.0}
 
 @dataclass
 class MNIST:
-    """Images flattened to 784 floats in [0, 1], labels as int64, all on one device."""
+    """Images flattened to 784 floats in [0, 1], labels as int64, all on one device; a
+    validation split, where one is held out of the training images (`hold_out`)."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
+
+
+def validation_indices(n_train: int, n: int, seed: int) -> torch.Tensor:
+    """The `n` of `n_train` training images a run with `seed` holds out: the first `n` of a
+    permutation drawn from its own generator (seeded with `seed`, apart from the training's), so
+    the same seed always holds out the same images, whatever the method."""
+    if not 0 < n < n_train:
+        raise ValueError(f"validation={n} must hold out between 1 and {n_train - 1} of the "
+                         f"{n_train} training images; pass a smaller --validation")  # fmt: skip
+    g = torch.Generator().manual_seed(VALIDATION_SEED + seed)
+    return torch.randperm(n_train, generator=g)[:n].sort().values
+
+
+VALIDATION_SEED = 20_230_225  # apart from the seeds of the weights and batches
+
+
+def hold_out(data: MNIST, n: int, seed: int) -> MNIST:
+    """`data` with `n` training images moved to the validation split (`validation_indices`);
+    the others keep their order; the test set is untouched."""
+    held = validation_indices(len(data.x_train), n, seed).to(data.x_train.device)
+    keep = torch.ones(len(data.x_train), dtype=torch.bool, device=held.device)
+    keep[held] = False
+    return MNIST(data.x_train[keep], data.y_train[keep], data.x_test, data.y_test,
+                 data.x_train[held], data.y_train[held])  # fmt: skip
+
+
+def digest(indices: torch.Tensor) -> str:
+    """A short fingerprint of a set of indices (config.json records the validation split's)."""
+    return hashlib.sha1(indices.cpu().numpy().astype("int64").tobytes()).hexdigest()[:12]
 
 
 def load(

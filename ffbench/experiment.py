@@ -76,6 +76,7 @@ class Experiment:
     normalize_input: bool = True  # FF: L2-normalise the first layer's input too
     layer_order: LayerOrder = LayerOrder.per_batch
     train_subset: int | None = None  # first N training samples; None = all 60000
+    validation: int = 0  # training images held out for validation (ffbench/data.py, hold_out)
     description: str = ""
     # The switches a reading sets (ffbench/readings.py); these defaults are the `text` reading.
     reading: str = "text"
@@ -120,7 +121,8 @@ class Experiment:
 # not settings: a row's identity, its reading and where it came from
 FIXED = ("name", "reading", "description", "base", "source")
 AT_LEAST = {"epochs": 1, "batch_start": 1, "batch_final": 1, "norm_eps": 0.0,
-            "momentum": 0.0, "weight_decay": 0.0, "cooldown": 0.0, "train_subset": 2}  # fmt: skip
+            "momentum": 0.0, "weight_decay": 0.0, "cooldown": 0.0, "train_subset": 2,
+            "validation": 0}  # fmt: skip
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 

@@ -25,7 +25,8 @@ class TableFormat(str, Enum):
 
 
 RUN_COLUMNS = [
-    "experiment", "reading", "overrides", "seed", "status", "test_accuracy", "train_seconds",
+    "experiment", "reading", "overrides", "seed", "status", "test_accuracy",
+    "validation_accuracy", "train_seconds",
     "device", "optimizer", "lr", "epochs", "batch_start", "batch_final", "diverged_epoch", "path",
 ]  # fmt: skip
 
@@ -52,6 +53,7 @@ def load_runs(runs_dir: Path, warn: Callable[[str], None] = print) -> pd.DataFra
         row |= {
             "overrides": " ".join(f"{k}={v}" for k, v in sorted(overrides.items())),
             "test_accuracy": float(result.get("test_accuracy", math.nan)),
+            "validation_accuracy": float(result.get("validation_accuracy", math.nan)),
             "train_seconds": float(result.get("train_seconds", math.nan)),
             "device": result.get("device", ""),
             "diverged_epoch": result.get("diverged_epoch"),
@@ -82,6 +84,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     for (name, reading, overrides, _), g in groups:
         finished = g[g.status == "finished"]
         acc = finished.test_accuracy * 100
+        val = finished.validation_accuracy.dropna() * 100
         timed = g[g.status.isin(["finished", "diverged"])]
         paper = PAPER.get(name)
         first = g.iloc[0]
@@ -98,6 +101,8 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
             "diverged": int((g.status == "diverged").sum()),
             "accuracy": acc.mean() if len(acc) else math.nan,
             "accuracy_std": acc.std(ddof=1) if len(acc) > 1 else math.nan,
+            "validation": val.mean() if len(val) else math.nan,
+            "validation_std": val.std(ddof=1) if len(val) > 1 else math.nan,
             "time_s": timed.train_seconds.mean() if len(timed) else math.nan,
             "device": ",".join(sorted(set(g.device))),
             "paper_accuracy": paper.accuracy if paper else math.nan,
@@ -139,16 +144,22 @@ def _mmss(seconds: float) -> str:
 
 
 def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Header and rows as people read them: accuracy as mean ± std, times as m:s."""
+    """Header and rows as people read them: accuracy as mean ± std, times as m:s; the
+    validation accuracy where some run held images out."""
     show_overrides = bool(table.overrides.astype(bool).any())
+    show_val = bool(table.validation.notna().any())
     header = ["Experiment", "Reading"] + (["Overrides"] if show_overrides else [])
-    header += ["Opt", "Epochs", "Rate", "Start", "Final", "n", "Accuracy %", "Paper %",
-               "Time", "Paper time", "Device", "Status"]  # fmt: skip
+    header += ["Opt", "Epochs", "Rate", "Start", "Final", "n"] + (["Val %"] if show_val else [])
+    header += ["Accuracy %", "Paper %", "Time", "Paper time", "Device", "Status"]
     rows = []
     for r in table.itertuples():
         row = [r.experiment, r.reading] + ([r.overrides] if show_overrides else [])
         row += [r.optimizer, str(r.epochs), f"{r.rate:g}", str(r.batch_start), str(r.batch_final),
-                str(r.n), _accuracy(r), _pct(r.paper_accuracy) if r.experiment in PAPER else "-",
+                str(r.n)]  # fmt: skip
+        if show_val:
+            row.append(_pct(r.validation) + ("" if math.isnan(r.validation_std)
+                                             else f" ± {r.validation_std:.2f}"))  # fmt: skip
+        row += [_accuracy(r), _pct(r.paper_accuracy) if r.experiment in PAPER else "-",
                 _mmss(r.time_s), _mmss(r.paper_time_s), r.device, _status_text(r)]  # fmt: skip
         rows.append(row)
     return header, rows

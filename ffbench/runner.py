@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 import ffbench
-from ffbench.data import MNIST
+from ffbench.data import MNIST, digest, validation_indices
 from ffbench.experiment import Experiment
 from ffbench.training import train
 
@@ -312,11 +312,15 @@ def execute(
             on_epoch(record)
 
     try:
-        write_json(
-            path / "config.json",
-            {**exp.settings(), "seed": seed, "device": str(device), "eval_every": eval_every,
-             "overrides": exp.overrides()},
-        )  # fmt: skip
+        config = {**exp.settings(), "seed": seed, "device": str(device),
+                  "eval_every": eval_every, "overrides": exp.overrides()}  # fmt: skip
+        if exp.validation:  # which images were held out: the rule, and their fingerprint
+            held = validation_indices(len(data.x_train), exp.validation, seed)
+            config["validation_split"] = {
+                "held_out": exp.validation, "of": len(data.x_train), "seed": seed,
+                "rule": "ffbench.data.validation_indices", "indices_sha1": digest(held),
+            }  # fmt: skip
+        write_json(path / "config.json", config)
         write_json(path / "env.json", environment(device))
         trained = train(
             exp, data, device, seed, eval_every, on_epoch=record_epoch,
@@ -334,6 +338,8 @@ def execute(
             "diverged_epoch": trained.diverged_epoch,
             "resumed_from_epoch": state["epoch"] if state else None,
         }
+        if exp.validation:
+            result["validation_accuracy"] = trained.validation_accuracy
         if trained.readouts:  # a second prediction of the same run (FF_best's head)
             result["readouts"] = trained.readouts
     except KeyboardInterrupt:

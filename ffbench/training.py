@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ffbench.backprop import BackpropTask
-from ffbench.data import MNIST
+from ffbench.data import MNIST, hold_out
 from ffbench.experiment import Experiment, Method
 from ffbench.ff import FFTask
 from ffbench.ff_best import FFBestTask
@@ -49,6 +49,7 @@ class TrainResult:
     diverged_epoch: int | None = None
     records: list[dict] = field(default_factory=list)
     readouts: dict[str, float] = field(default_factory=dict)  # second predictions' accuracies
+    validation_accuracy: float = math.nan  # of the held-out training images (exp.validation)
 
 
 def make_task(exp: Experiment, data: MNIST, device: torch.device):
@@ -119,6 +120,8 @@ def train(
             f"the data is on {where}, training on {device.type}; load it with "
             "ffbench.data.load(root, device) for the device it trains on"
         )
+    if exp.validation:
+        data = hold_out(data, exp.validation, seed)
     flush_denormals()
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -159,6 +162,10 @@ def train(
             record["test_accuracy"] = (
                 accuracy(task, data.x_test, data.y_test) if evaluate else math.nan
             )
+            if data.x_val is not None:
+                record["validation_accuracy"] = (
+                    accuracy(task, data.x_val, data.y_val) if evaluate else math.nan
+                )
             for name, predict in getattr(task, "readouts", {}).items():
                 record[f"{name}_accuracy"] = (
                     accuracy(predict, data.x_test, data.y_test) if evaluate else math.nan
@@ -181,4 +188,5 @@ def train(
                 return TrainResult("diverged", math.nan, seconds, epoch, epoch, records)
     last = records[-1]
     readouts = {name: last[f"{name}_accuracy"] for name in getattr(task, "readouts", {})}
-    return TrainResult("finished", last["test_accuracy"], seconds, epoch, None, records, readouts)
+    return TrainResult("finished", last["test_accuracy"], seconds, epoch, None, records, readouts,
+                       last.get("validation_accuracy", math.nan))  # fmt: skip
