@@ -129,8 +129,9 @@ def plan(
     reading: str = readings.DEFAULT,
     settings: dict | None = None,
 ) -> list[tuple[Experiment, int]]:
-    """(row under `reading` with `settings` changed, seed) for every run asked for; a row named
-    twice is one run, not a second run racing the first for its directory."""
+    """(row with `settings` changed, seed) for every run asked for: a row by name is the
+    registered one under `reading`, an Experiment runs as it is. A row named twice is one run,
+    not a second run racing the first for its directory."""
     if not rows:
         raise BadRequest("name at least one experiment, or pass --paper", "NAMES")
     check_reading(reading)
@@ -142,11 +143,11 @@ def plan(
             raise BadRequest(str(e), FLAGS.get(key, "--set")) from None
     exps = []
     for row in rows:
-        try:
-            exp = row if isinstance(row, Experiment) else get(row)
+        try:  # a name is the registered row under the reading; an Experiment is taken as is
+            exp = row if isinstance(row, Experiment) else under(get(row), reading)
         except UnknownExperiment as e:
             raise BadRequest(str(e), "NAMES") from None
-        exp = dataclasses.replace(under(exp, reading), **typed)
+        exp = dataclasses.replace(exp, **typed)
         if exp.batch_final < exp.batch_start:
             raise BadRequest(
                 f"the final batch ({exp.batch_final}) is smaller than the start batch "

@@ -230,9 +230,13 @@ def derive(
 
 
 def under(exp: Experiment, reading: str) -> Experiment:
-    """`exp` under the reading `reading` (ffbench/readings.py); rows beyond the notes keep their
-    own recipe."""
-    return readings.get(reading).apply(exp)
+    """`exp` under the reading `reading` (ffbench/readings.py) if it is a row of the notes'
+    table; every other row (beyond the notes, from a file, from a notebook) keeps its own
+    settings, a derived row its own reading."""
+    reading_of = readings.get(reading)  # an unknown reading is an error for every row
+    if exp.name not in PAPER or exp.base is not None:
+        return exp
+    return reading_of.apply(exp)
 
 
 ENUM_FIELDS = {"method": Method, "loss": Loss, "optimizer": Optimizer, "batch_growth": BatchGrowth,

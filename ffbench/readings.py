@@ -14,7 +14,7 @@ import dataclasses
 import difflib
 from dataclasses import dataclass, field
 
-PAPER_METHODS = ("backprop", "ff")  # readings apply to the paper's rows, not the beyond-rows
+PAPER_METHODS = ("backprop", "ff")  # the methods of the paper's rows (a switch's readers)
 DEFAULT = "code"  # the reading that reproduces the paper's table
 
 
@@ -80,10 +80,8 @@ class Reading:
     rows: dict = field(default_factory=dict)  # row name -> extra settings of that row only
 
     def apply(self, exp):
-        """`exp` under this reading (its own recipe, for a row beyond the notes; its own
-        reading, for a row derived from a registered one)."""
-        if exp.method.value not in PAPER_METHODS or exp.base is not None:
-            return exp
+        """`exp`, a row of the notes' table, under this reading (`ffbench.experiment.under`
+        decides which rows a reading applies to)."""
         return dataclasses.replace(exp, reading=self.name, **self.settings,
                                    **self.rows.get(exp.name, {}))  # fmt: skip
 

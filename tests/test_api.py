@@ -129,3 +129,13 @@ def test_progress_is_one_bar_or_few_lines_in_a_notebook_and_none_when_quiet(monk
     monkeypatch.setattr(notebook, "print", lambda text, **kw: shown.append(text))
     assert lines(notebook)[0] is None  # no ipywidgets: no live bar, but ...
     assert len(shown) == 10 and shown[-1].startswith("run epoch 40/40")  # a line a tenth
+
+
+def test_an_experiment_object_keeps_its_switches_a_name_takes_the_reading():
+    from ffbench.api import plan
+
+    mine = dataclasses.replace(ffbench.experiments("code")["adj_FFA0_1"], goodness="sum")
+    ((exp, _),) = plan([mine], [0], reading="code")
+    assert exp.goodness.value == "sum" and exp.overrides() == {"goodness": "sum"}
+    ((exp, _),) = plan(["adj_FFA0_1"], [0], reading="code", settings={"theta": "1"})
+    assert exp.goodness.value == "mean" and exp.theta == 1.0
