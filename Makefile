@@ -16,7 +16,7 @@ TOWARD ?= text
 EPOCHS_FLAG := $(if $(EPOCHS),--epochs $(EPOCHS))
 SEEDS_FLAG := $(if $(SEEDS),--seeds $(SEEDS))
 
-.PHONY: setup data test reproduce ablation beyond table clean
+.PHONY: setup data test reproduce ablation beyond depth table clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,17 @@ beyond: data
 	$(BIN)/ffbench run FF_best --eval-every 10 $(SEEDS_FLAG) --runs-dir $(RUNS)
 	$(BIN)/ffbench run FG_weight FG_activity FG_local --jobs $(JOBS) --eval-every 20 $(EPOCHS_FLAG) $(SEEDS_FLAG) --runs-dir $(RUNS)
 	$(BIN)/ffbench table --runs-dir $(RUNS)
+
+# The depth study (README, "Forward gradients as the network deepens"): the rates on validation
+# first (depth_rates, one seed), then backprop and the three forward gradients at L = 1, 2, 4, 8
+# (and one wide point) with SEEDS seeds (default 3), its table and its figure.
+DEPTH_SEEDS := $(if $(SEEDS),$(SEEDS),3)
+depth: data
+	$(BIN)/ffbench study depth_rates --jobs $(JOBS) --eval-every 5 --runs-dir $(RUNS)
+	$(BIN)/ffbench table --study depth_rates --runs-dir $(RUNS)
+	$(BIN)/ffbench study depth --seeds $(DEPTH_SEEDS) --jobs $(JOBS) --eval-every 5 --runs-dir $(RUNS)
+	$(BIN)/ffbench table --study depth --runs-dir $(RUNS)
+	$(BIN)/ffbench figure depth --runs-dir $(RUNS)
 
 table: setup
 	$(BIN)/ffbench table --runs-dir $(RUNS)

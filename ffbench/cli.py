@@ -491,6 +491,43 @@ def sweep(
         raise typer.Exit(1)
 
 
+def find_study(name: str):
+    from ffbench import studies
+
+    try:
+        return studies.get(name)
+    except studies.UnknownStudy as e:
+        raise typer.BadParameter(str(e), param_hint="NAME") from None
+
+
+@app.command("study")
+def run_study(
+    name: Annotated[str, typer.Argument(help="The study: depth, or depth_rates.")],
+    epochs: Epochs = None,
+    seed: Seed = None,
+    seeds: Seeds = None,
+    device: DeviceOpt = Device.auto,
+    train_subset: TrainSubset = None,
+    eval_every: EvalEvery = 0,
+    runs_dir: RunsDir = Path("runs"),
+    data_dir: DataDir = None,
+    force: Force = False,
+    resume: Resume = False,
+    checkpoint_every: CheckpointEvery = 10,
+    jobs: Jobs = 1,
+    dry_run: DryRun = False,
+) -> None:
+    """Run a study: each of its rows at each of its points (settings), x seeds; then `ffbench
+    table --study NAME` and, for depth, `ffbench figure depth`."""
+    chosen = find_study(name)
+    matrix = []
+    for point in chosen.settings():
+        matrix += run_matrix(list(chosen.rows), False, None, readings.DEFAULT, seed, seeds,
+                             epochs=epochs, train_subset=train_subset, **point)  # fmt: skip
+    launch(matrix, dry_run, device, jobs, runs_dir, data_dir, eval_every, force, resume,
+           checkpoint_every)  # fmt: skip
+
+
 @app.command("table")
 def show_table(
     runs_dir: RunsDir = Path("runs"),
@@ -508,6 +545,14 @@ def show_table(
         str | None,
         typer.Option("--ablation", help="One row's runs (`ffbench ablate NAME`) and each change."),
     ] = None,
+    study: Annotated[
+        str | None,
+        typer.Option(
+            "--study",
+            help="A study's runs (`ffbench study NAME`): rows x points, "
+            "test error % (mean ± std, n).",
+        ),  # fmt: skip
+    ] = None,
     fmt: Format = results.TableFormat.rich,
     output: Annotated[
         Path | None, typer.Option("--output", help="Write to this file instead of stdout.")
@@ -515,6 +560,22 @@ def show_table(
 ) -> None:
     """Aggregate every finished run under the runs dir, beside the paper's numbers."""
     view = results.side_by_side if side else results.display_rows
+    if study is not None:
+        if not runs_dir.is_dir():
+            fail(f"runs dir {runs_dir} does not exist; run `ffbench study {study}` first")
+        header, rows = find_study(study).table(runs_dir)
+        if fmt == results.TableFormat.markdown:
+            sys.stdout.write(results.markdown(header, rows))
+            return
+        from rich.table import Table
+
+        out = Table(title=f"study {study}: test error % ({runs_dir})")
+        for h in header:
+            out.add_column(h)
+        for r in rows:
+            out.add_row(*r)
+        console.print(out)
+        return
     if ablated is not None:
         try:
             get(ablated)
@@ -600,6 +661,25 @@ def figure_cosine(
     except mnist.DataError as e:
         fail(str(e))
     path = cosine_figure(output or runs_dir / "figures" / "cosine.png", data.x_train, data.y_train)
+    console.print(f"wrote {path}", highlight=False)
+
+
+@figure_app.command("depth")
+def figure_depth(
+    runs_dir: RunsDir = Path("runs"), output: FigureOutput = None, data_dir: DataDir = None
+) -> None:
+    """The depth study: test error against depth per method (seeds as error bars), and the
+    |cos| of each method's gradient estimate per layer at each depth."""
+    from ffbench.figures import depth_figure
+
+    if not runs_dir.is_dir():
+        fail(f"runs dir {runs_dir} does not exist; run `ffbench study depth` first")
+    try:
+        data = mnist.load(data_dir or mnist.default_data_dir(), "cpu", 256, log=err.print)
+    except mnist.DataError as e:
+        fail(str(e))
+    path = depth_figure(runs_dir, output or runs_dir / "figures" / "depth.png", data.x_train,
+                        data.y_train)  # fmt: skip
     console.print(f"wrote {path}", highlight=False)
 
 

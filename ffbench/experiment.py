@@ -392,4 +392,27 @@ register(
     )
 )
 
+# Beyond the notes: the depth study (ffbench/studies.py, second seed; Ren et al. 2023, Table 3).
+# One row per method on a 784-256-10 MLP; the study sets the depth through `sizes`. One fixed
+# budget for every run: a constant batch of 100, Adam, 20 epochs, 10,000 training images held
+# out for validation, on which the rates are chosen (the study `depth_rates`, README).
+DEPTH_RATES = {"backprop": 1e-3, "fg_weight": 1e-4, "fg_activity": 1e-3, "fg_local": 1e-3}
+for _method, _lr in DEPTH_RATES.items():
+    register(
+        Experiment(
+            name="depth_" + (_method if _method == "backprop" else "FG_" + _method[3:]),
+            method=Method(_method),
+            loss=Loss.cross_entropy,
+            optimizer=Optimizer.adam,
+            lr=_lr,
+            epochs=20,
+            batch_start=100,
+            batch_final=100,
+            lr_scaling=LrScaling.none,
+            sizes=(784, 256, 10),
+            validation=10000,
+            description=f"depth study: {_method}, batch 100, Adam, 20 epochs",
+        )
+    )
+
 BUILTIN = frozenset(REGISTRY)  # the package's own rows; a notebook may register more

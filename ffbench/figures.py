@@ -156,3 +156,55 @@ def cosine_figure(path: Path, images: torch.Tensor, labels: torch.Tensor, draws:
     mlp_ax.legend(fontsize=8)
     fig.suptitle("The curse of dimensionality of forward gradients")
     return save(fig, path)
+
+
+def depth_figure(
+    runs_dir: Path, path: Path, images: torch.Tensor, labels: torch.Tensor, draws: int = 10
+) -> Path:
+    """The depth study (ffbench/studies.py) from its runs under `runs_dir`.
+
+    Left: test error against the number of hidden layers (W = 256), one line per method, mean
+    over seeds with their standard deviation as error bars; the wide point (W = 1024) as a lone
+    marker. Right: mean |cos| between each method's gradient estimate and the gradient it
+    estimates, per layer, at a fresh initialisation, on a batch of 256, `draws` estimates each
+    (forward_grad.layer_cosines).
+    """
+    from ffbench.forward_grad import Perturbation, layer_cosines
+    from ffbench.studies import DEPTH_ROWS, get, mlp
+
+    study = get("depth")
+    runs = study.runs(runs_dir)
+    runs = runs[runs.status == "finished"]
+    fig, (err_ax, cos_ax) = plt.subplots(1, 2, figsize=(14, 5.5))
+    colors = dict(zip(DEPTH_ROWS, ["black", "tab:red", "tab:blue", "tab:green"], strict=True))
+    for row in DEPTH_ROWS:
+        mine = runs[runs.experiment == row]
+        for width, style in ((256, "-o"), (1024, "D")):
+            g = mine[mine.width == width].groupby("depth").test_error
+            if not len(g):
+                continue
+            mean, std = g.mean(), g.std(ddof=1).fillna(0)
+            label = row.removeprefix("depth_") + ("" if width == 256 else f" (W={width})")
+            hollow = "none" if width > 256 else None
+            err_ax.errorbar(mean.index, mean.values, yerr=std.values, fmt=style, capsize=3,
+                            color=colors[row], label=label, mfc=hollow)  # fmt: skip
+    err_ax.set(xscale="log", xticks=[1, 2, 4, 8], xticklabels=["1", "2", "4", "8"], yscale="log",
+               xlabel="hidden layers L (784-256xL-10)", ylabel="test error (%)",
+               title=f"test error, mean ± std over seeds ({runs_dir})")  # fmt: skip
+    err_ax.grid(alpha=0.3, which="both")
+    err_ax.legend(fontsize=8)
+
+    x, y = images[:256], labels[:256]
+    gen = torch.Generator().manual_seed(0)
+    for kind, color in zip(Perturbation, ["tab:red", "tab:blue", "tab:green"], strict=True):
+        for depth, alpha in zip((1, 2, 4, 8), (0.35, 0.55, 0.75, 1.0), strict=True):
+            cos = layer_cosines(kind, mlp(depth), x, y, draws, gen)
+            cos_ax.plot(range(1, depth + 2), cos, "-o", color=color, alpha=alpha, ms=3,
+                        label=f"{kind.value}, L={depth}")  # fmt: skip
+    cos_ax.set(yscale="log", xlabel="layer (the last is the output layer)",
+               ylabel=f"|cos(estimate, its gradient)|, mean of {draws} draws",
+               title="per-layer alignment at initialisation, batch of 256")  # fmt: skip
+    cos_ax.grid(alpha=0.3, which="both")
+    cos_ax.legend(fontsize=7, ncol=3)
+    fig.suptitle("Forward gradients as the MLP deepens")
+    return save(fig, path)

@@ -131,3 +131,39 @@ class ForwardGradTask(BackpropTask):
                     features = torch.relu(_linears(self.model)[i](features))
                 F.cross_entropy(head(features), y).backward()
         return loss.detach()
+
+
+def layer_cosines(
+    kind: Perturbation, sizes: tuple[int, ...], x: torch.Tensor, y: torch.Tensor, draws: int,
+    gen: torch.Generator,
+) -> list[float]:  # fmt: skip
+    """Mean |cos| between `draws` forward-gradient estimates of each layer's weight gradient and
+    the gradient it is an unbiased estimate of, on the batch (x, y), at a fresh initialisation
+    (seed 0): the network's loss for weight and activity perturbation; for local losses, a
+    hidden layer's own head's loss with its input held fixed (the last layer: the network's)."""
+    torch.manual_seed(0)
+    model = MLP(sizes)
+    layers = _linears(model)
+    heads = None
+    if kind == Perturbation.local:
+        heads = torch.nn.ModuleList(torch.nn.Linear(n, N_CLASSES) for n in sizes[1:-1])
+        h = x
+        for i, layer in enumerate(layers):
+            z = layer(h.detach())
+            out = heads[i](torch.relu(z)) if i < len(layers) - 1 else z
+            F.cross_entropy(out, y).backward()
+            h = torch.relu(z)
+    else:
+        F.cross_entropy(model(x), y).backward()
+    true = [layer.weight.grad.flatten() for layer in layers]
+    names = {id(p): k for k, p in model.named_parameters()}
+    sums = [0.0] * len(layers)
+    for _ in range(draws):
+        if kind == Perturbation.weight:
+            _, est = weight_perturbed(model, x, y, gen)
+        else:
+            _, est = activity_perturbed(model, x, y, gen, heads)
+        for i, layer in enumerate(layers):
+            got = est[names[id(layer.weight)]].flatten()
+            sums[i] += F.cosine_similarity(got, true[i], dim=0).abs().item()
+    return [s / draws for s in sums]

@@ -1,0 +1,135 @@
+"""Studies: registered rows run at several settings, registered by name like the rows.
+
+A study is data: its rows, and the points (settings) at which each row runs. `ffbench study
+NAME` runs rows x points x seeds; its runs are ordinary run directories (the point's settings are
+their overrides), so `ffbench table` aggregates them, `ffbench table --study NAME` lays them out
+as rows x points, and a study's figure (`ffbench figure depth`) reads them back.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ffbench import results
+from ffbench.experiment import get as get_row
+from ffbench.runner import read_json
+
+DEPTH_ROWS = ("depth_backprop", "depth_FG_weight", "depth_FG_activity", "depth_FG_local")
+
+
+def mlp(depth: int, width: int = 256) -> tuple[int, ...]:
+    """The sizes of a 784-(width x depth)-10 MLP."""
+    return (784,) + (width,) * depth + (10,)
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    description: str
+    rows: tuple[str, ...]
+    points: tuple[tuple[tuple[str, object], ...], ...]  # each point: its settings as pairs
+
+    def settings(self) -> list[dict]:
+        return [dict(point) for point in self.points]
+
+    def point_of(self, config: dict) -> dict | None:
+        """The point a run's config.json (or `Experiment.settings()`) is at; None if none."""
+        for point in self.settings():
+            if all(config.get(k) == (list(v) if isinstance(v, tuple) else v)
+                   for k, v in point.items()):  # fmt: skip
+                return point
+        return None
+
+    def runs(self, runs_dir: Path) -> pd.DataFrame:
+        """The study's finished or diverged runs under `runs_dir`, one row each: experiment,
+        point (its label), depth, width, seed, status, test and validation error (percent)."""
+        runs = results.load_runs(runs_dir, warn=lambda _: None)
+        rows = []
+        for r in runs[runs.experiment.isin(self.rows)].itertuples():
+            config = read_json(Path(r.path) / "config.json")
+            point = self.point_of(config)
+            if point is None or config.get("epochs") != get_row(r.experiment).epochs:
+                continue  # another point, or a shortened run (--epochs)
+            sizes = config["sizes"]
+            rows.append({"experiment": r.experiment, "point": point_label(point),
+                         "depth": len(sizes) - 2, "width": sizes[1], "seed": r.seed,
+                         "status": r.status, "test_error": 100 * (1 - r.test_accuracy),
+                         "validation_error": 100 * (1 - r.validation_accuracy)})  # fmt: skip
+        return pd.DataFrame(rows, columns=["experiment", "point", "depth", "width", "seed",
+                                           "status", "test_error", "validation_error"])  # fmt: skip
+
+    def table(self, runs_dir: Path, column: str = "test_error") -> tuple[list[str], list[list]]:
+        """Header and rows: one row per study row, one column per point, each cell the mean ±
+        std over seeds of `column` (percent) and n."""
+        runs = self.runs(runs_dir)
+        labels = [point_label(p) for p in self.settings()]
+        rows = []
+        for name in self.rows:
+            row = [name]
+            for label in labels:
+                cell = runs[(runs.experiment == name) & (runs.point == label)][column].dropna()
+                if cell.empty:
+                    row.append("-")
+                    continue
+                std = f" ± {cell.std(ddof=1):.2f}" if len(cell) > 1 else ""
+                row.append(f"{cell.mean():.2f}{std} (n={len(cell)})")
+            rows.append(row)
+        return ["Row"] + labels, rows
+
+
+def point_label(point: dict) -> str:
+    """`sizes` as depth x width (L=4, W=256), any other setting as key=value."""
+    parts = []
+    for key, value in point.items():
+        if key == "sizes":
+            parts.append(f"L={len(value) - 2}, W={value[1]}")
+        else:
+            parts.append(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}")
+    return ", ".join(parts)
+
+
+STUDIES: dict[str, Study] = {}
+
+
+def register(study: Study) -> Study:
+    STUDIES[study.name] = study
+    return study
+
+
+class UnknownStudy(KeyError):
+    def __str__(self) -> str:
+        name = self.args[0]
+        close = difflib.get_close_matches(name, list(STUDIES), n=2, cutoff=0.4)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        return f"unknown study '{name}': {hint}(known: {', '.join(STUDIES)})"
+
+
+def get(name: str) -> Study:
+    try:
+        return STUDIES[name]
+    except KeyError:
+        raise UnknownStudy(name) from None
+
+
+register(
+    Study(
+        "depth",
+        "backprop and forward gradients (weight, activity, local losses) as the MLP deepens: "
+        "L = 1, 2, 4, 8 hidden layers of 256, and L = 4 of 1024 (second seed; Ren et al. 2023)",
+        DEPTH_ROWS,
+        tuple((("sizes", mlp(depth)),) for depth in (1, 2, 4, 8)) + ((("sizes", mlp(4, 1024)),),),
+    )
+)
+register(
+    Study(
+        "depth_rates",
+        "the depth study's rates, chosen on validation accuracy: each row at L = 4 with Adam "
+        "rates 1e-4 .. 3e-3 (and 1e-5, 3e-5 for weight perturbation's long steps)",
+        DEPTH_ROWS,
+        tuple((("sizes", mlp(4)), ("lr", lr)) for lr in (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)),
+    )
+)

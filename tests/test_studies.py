@@ -1,0 +1,105 @@
+"""Studies (ffbench/studies.py): the depth study's matrix, table and figure; the per-layer
+cosine diagnostic (ffbench/forward_grad.py)."""
+
+import torch
+import torch.nn.functional as F
+from test_results import fake_run
+from typer.testing import CliRunner
+
+from ffbench.cli import app
+from ffbench.data import load
+from ffbench.figures import depth_figure
+from ffbench.forward_grad import Perturbation, activity_perturbed, layer_cosines
+from ffbench.models import MLP
+from ffbench.studies import DEPTH_ROWS, get, mlp, point_label
+
+runner = CliRunner()
+
+
+def test_the_depth_study_is_four_rows_at_five_sizes():
+    depth = get("depth")
+    assert depth.rows == DEPTH_ROWS
+    assert [p["sizes"] for p in depth.settings()] == [
+        (784, 256, 10), (784, 256, 256, 10), (784,) + (256,) * 4 + (10,),
+        (784,) + (256,) * 8 + (10,), (784,) + (1024,) * 4 + (10,),
+    ]  # fmt: skip
+    assert point_label({"sizes": mlp(4, 1024)}) == "L=4, W=1024"
+    assert point_label({"sizes": mlp(4), "lr": 3e-4}) == "L=4, W=256, lr=0.0003"
+
+
+def test_study_dry_run_lists_rows_times_points_times_seeds(tmp_path):
+    out = runner.invoke(app, ["study", "depth", "--seeds", "3", "--dry-run", "--runs-dir",
+                              str(tmp_path)])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "60 runs" in out.output and not any(tmp_path.iterdir())
+    bad = runner.invoke(app, ["study", "dept", "--runs-dir", str(tmp_path)])
+    assert bad.exit_code == 2 and "unknown study 'dept': did you mean depth" in bad.output
+
+
+def fake_study_run(root, row, seed, sizes, error, epochs=20):
+    return fake_run(root / "text", row, seed, "finished", 1 - error / 100, 60.0,
+                    suffix=f"-{len(sizes)}-{sizes[1]}", sizes=list(sizes), epochs=epochs,
+                    lr=1e-3)  # fmt: skip
+
+
+def test_the_study_table_is_rows_by_points_with_mean_std_and_n(tmp_path):
+    fake_study_run(tmp_path, "depth_backprop", 0, mlp(4), 2.0)
+    fake_study_run(tmp_path, "depth_backprop", 1, mlp(4), 3.0)
+    fake_study_run(tmp_path, "depth_FG_local", 0, mlp(1), 4.0)
+    fake_study_run(tmp_path, "depth_FG_local", 1, mlp(1), 9.0, epochs=2)  # shortened: left out
+    fake_study_run(tmp_path, "depth_FG_local", 2, (784, 100, 10), 9.0)  # at no point: left out
+    header, rows = get("depth").table(tmp_path)
+    assert header[0] == "Row" and header[1:4] == ["L=1, W=256", "L=2, W=256", "L=4, W=256"]
+    table = {r[0]: dict(zip(header[1:], r[1:], strict=True)) for r in rows}
+    assert table["depth_backprop"]["L=4, W=256"] == "2.50 ± 0.71 (n=2)"
+    assert table["depth_FG_local"]["L=1, W=256"] == "4.00 (n=1)"
+    assert table["depth_FG_weight"]["L=8, W=256"] == "-"
+    md = runner.invoke(app, ["table", "--study", "depth", "--runs-dir", str(tmp_path),
+                             "--format", "markdown"])  # fmt: skip
+    assert md.exit_code == 0 and "| depth_backprop | - | - | 2.50 ± 0.71 (n=2) |" in md.output
+
+
+def test_the_depth_figure_draws_from_the_runs(tmp_path, mnist_root):
+    for seed, error in enumerate((2.0, 2.5)):
+        for depth in (1, 2):
+            fake_study_run(tmp_path, "depth_backprop", seed, mlp(depth), error * depth)
+    out = runner.invoke(app, ["figure", "depth", "--runs-dir", str(tmp_path / "none")])
+    assert out.exit_code == 1 and "run `ffbench study depth` first" in out.output
+    data = load(mnist_root, "cpu", 64, log=lambda _: None)
+    png = depth_figure(tmp_path, tmp_path / "figures" / "depth.png", data.x_train, data.y_train,
+                       draws=2)  # fmt: skip
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 20_000
+
+
+def test_weight_perturbation_aligns_far_worse_than_activity_per_layer(mnist_small):
+    """The second seed's curse: one direction over all weights (n ~ 200k) against one per
+    sample over a layer's 256 pre-activations; the 10-unit output layer aligns best."""
+    x, y = mnist_small.x_train[:64], mnist_small.y_train[:64]
+    gen = torch.Generator().manual_seed(0)
+    weight = layer_cosines(Perturbation.weight, mlp(2), x, y, 10, gen)
+    activity = layer_cosines(Perturbation.activity, mlp(2), x, y, 10, gen)
+    assert len(weight) == len(activity) == 3
+    assert all(a > 10 * w for a, w in zip(activity, weight, strict=True))
+    assert activity[-1] == max(activity)
+
+
+def test_activity_and_local_estimates_average_to_their_gradients(mnist_small):
+    """Unbiased: the mean of many estimates points along the true gradient (the network's
+    loss for activity perturbation, each hidden layer's head's loss for local losses)."""
+    x, y = mnist_small.x_train[:16], mnist_small.y_train[:16]
+    torch.manual_seed(0)
+    model = MLP((784, 12, 10))
+    heads = torch.nn.ModuleList([torch.nn.Linear(12, 10)])
+    F.cross_entropy(model(x), y).backward()
+    true_global = model.net[0].weight.grad.clone()
+    model.zero_grad()
+    F.cross_entropy(heads[0](torch.relu(model.net[0](x))), y).backward()
+    true_local = model.net[0].weight.grad.clone()
+    gen = torch.Generator().manual_seed(1)
+    for use_heads, true, other in ((None, true_global, true_local),
+                                   (heads, true_local, true_global)):  # fmt: skip
+        mean = sum(activity_perturbed(model, x, y, gen, use_heads)[1]["net.0.weight"]
+                   for _ in range(400)) / 400  # fmt: skip
+        cos = F.cosine_similarity(mean.flatten(), true.flatten(), dim=0)
+        off = F.cosine_similarity(mean.flatten(), other.flatten(), dim=0)
+        assert cos > 0.9 and cos > off + 0.1, (use_heads is not None, cos, off)
