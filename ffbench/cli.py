@@ -559,58 +559,56 @@ def show_table(
     ] = None,
 ) -> None:
     """Aggregate every finished run under the runs dir, beside the paper's numbers."""
-    view = results.side_by_side if side else results.display_rows
-    if study is not None:
-        if not runs_dir.is_dir():
-            fail(f"runs dir {runs_dir} does not exist; run `ffbench study {study}` first")
-        header, rows = find_study(study).table(runs_dir)
-        if fmt == results.TableFormat.markdown:
-            sys.stdout.write(results.markdown(header, rows))
-            return
-        from rich.table import Table
-
-        out = Table(title=f"study {study}: test error % ({runs_dir})")
-        for h in header:
-            out.add_column(h)
-        for r in rows:
-            out.add_row(*r)
-        console.print(out)
-        return
+    views = [flag for flag, given in (("--side-by-side", side), ("--ablation", ablated),
+                                      ("--study", study)) if given]  # fmt: skip
+    if len(views) > 1:
+        raise typer.BadParameter(f"give one of {', '.join(views)}", param_hint=views[1])
+    if views and fmt in results.DATA_FORMATS:
+        raise typer.BadParameter(
+            f"{views[0]} prints rich, markdown or latex", param_hint="--format"
+        )
     if ablated is not None:
         try:
             get(ablated)
         except UnknownExperiment as e:
             raise typer.BadParameter(str(e), param_hint="--ablation") from None
-        view = partial(results.ablation, name=ablated)
-    if (side or ablated) and fmt not in (results.TableFormat.rich, results.TableFormat.markdown):
-        raise typer.BadParameter(
-            "--side-by-side and --ablation print rich or markdown", param_hint="--format"
-        )
     if reading is not None:
         check_reading(reading)
     if not runs_dir.is_dir():
         fail(f"runs dir {runs_dir} does not exist; run `ffbench run NAME` or pass --runs-dir")
-    runs = results.load_runs(
-        runs_dir, warn=lambda m: err.print(f"warning: {m}", highlight=False, soft_wrap=True)
-    )
-    if reading is not None:
-        runs = runs[runs.reading == reading]
-    if runs.empty:
-        err.print(f"no finished runs under {runs_dir}; run `ffbench run NAME` first")
-        return
-    agg = results.aggregate(runs)
-    if fmt == results.TableFormat.rich:
-        table = results.to_rich(agg, title=f"ffbench results ({runs_dir})", view=view)
-        if output is None:
-            console.print(table)
-            return
-        buffer = io.StringIO()
-        Console(file=buffer, width=200).print(table)
-        text = buffer.getvalue()
-    elif side or ablated:
-        text = results.markdown(*view(agg))
+    title = f"ffbench results ({runs_dir})"
+    if study is not None:
+        header, rows = find_study(study).table(runs_dir)
+        title = f"study {study}: test error % ({runs_dir})"
     else:
-        text = results.RENDERERS[fmt](agg)
+        warn = partial(err.print, highlight=False, soft_wrap=True)
+        runs = results.load_runs(runs_dir, warn=lambda m: warn(f"warning: {m}"))
+        if reading is not None:
+            runs = runs[runs.reading == reading]
+        if runs.empty:
+            err.print(f"no finished runs under {runs_dir}; run `ffbench run NAME` first")
+            return
+        agg = results.aggregate(runs)
+        if fmt in results.DATA_FORMATS:
+            emit(results.DATA_FORMATS[fmt](agg), output)
+            return
+        view = (partial(results.ablation, name=ablated) if ablated
+                else results.side_by_side if side else results.display_rows)  # fmt: skip
+        header, rows = view(agg)
+    if fmt in results.TEXT_FORMATS:
+        emit(results.TEXT_FORMATS[fmt](header, rows), output)
+        return
+    table = results.rich_table(header, rows, title)
+    if output is None:
+        console.print(table)
+        return
+    buffer = io.StringIO()
+    Console(file=buffer, width=200).print(table)
+    emit(buffer.getvalue(), output)
+
+
+def emit(text: str, output: Path | None) -> None:
+    """`text` to stdout, or written whole to `output` (tmp + rename)."""
     if output is None:
         sys.stdout.write(text)
         return

@@ -220,8 +220,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     return markdown(*display_rows(table))
 
 
-def to_rich(table: pd.DataFrame, title: str, view=display_rows) -> Table:
-    header, rows = view(table)
+def rich_table(header: list[str], rows: list[list[str]], title: str) -> Table:
     out = Table(title=title)
     for h in header:
         numeric = h in {"Epochs", "Rate", "Start", "Final", "n", "Accuracy %", "Paper %"}
@@ -248,9 +247,8 @@ def _latex(text: str) -> str:
     return "".join(LATEX_ESCAPES.get(c, c) for c in text)
 
 
-def to_latex(table: pd.DataFrame) -> str:
-    """A booktabs tabular of the displayed table."""
-    header, rows = display_rows(table)
+def latex(header: list[str], rows: list[list[str]]) -> str:
+    """A booktabs tabular."""
     lines = [r"\begin{tabular}{" + "l" * len(header) + "}", r"\toprule"]
     lines.append(" & ".join(_latex(h) for h in header) + r" \\")
     lines.append(r"\midrule")
@@ -259,9 +257,5 @@ def to_latex(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {
-    TableFormat.csv: to_csv,
-    TableFormat.markdown: to_markdown,
-    TableFormat.latex: to_latex,
-    TableFormat.json: to_json,
-}
+DATA_FORMATS = {TableFormat.csv: to_csv, TableFormat.json: to_json}  # every column, as numbers
+TEXT_FORMATS = {TableFormat.markdown: markdown, TableFormat.latex: latex}  # as displayed

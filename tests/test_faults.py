@@ -65,6 +65,10 @@ def wait_for_epoch(proc, epoch):
         (["sweep", "DNN_base", "--set", "bias"], "give KEY=VALUE"),
         (["ablate", "FF_best"], "FF_best reads no switch that differs"),
         (["ablate", "adj_FFA0_1", "--toward", "txt"], "unknown reading 'txt'"),
+        (["table", "--side-by-side", "--study", "depth"], "give one of --side-by-side, --study"),
+        (["table", "--ablation", "FFA0", "--format", "csv"], "--ablation prints rich, markdown"),
+        (["study", "dept"], "unknown study 'dept'"),
+        (["run", "DNN_base", "--validation", "60000"], "hold out fewer"),
     ],
 )
 def test_bad_input_is_one_error_line_exit_2_and_nothing_written(tmp_path, args, message):
