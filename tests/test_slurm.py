@@ -50,11 +50,20 @@ def job_ids(stdout: str) -> list[str]:
     return line.split(": ", 1)[1].split(";")[0].split()
 
 
-def states(env, array_id: str) -> dict[str, str]:
-    """JobID -> State, as sacct reports it (the stand-in on the test cluster)."""
-    out = subprocess.run(["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", array_id],
-                         env=env, capture_output=True, text=True, check=True).stdout  # fmt: skip
-    return {row.split("|")[0]: row.split("|")[1] for row in out.splitlines()[1:]}
+def states(env, array_id: str, timeout: float = 60) -> dict[str, str]:
+    """JobID -> State, as sacct reports it (the stand-in on the test cluster), once every task
+    has left RUNNING and COMPLETING: the sweep returns on the jobs' results, which a task writes
+    before SLURM has finished tearing it down."""
+    deadline = time.time() + timeout
+    while True:
+        out = subprocess.run(["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j",
+                              array_id], env=env, capture_output=True, text=True,
+                             check=True).stdout  # fmt: skip
+        found = {row.split("|")[0]: row.split("|")[1] for row in out.splitlines()[1:]}
+        busy = {"PENDING", "RUNNING", "COMPLETING"} & set(found.values())
+        if not busy or time.time() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 SMALL = ["--epochs", 1, "--train-subset", 500, "--batch-final", 50, "--device", "cpu",
@@ -108,11 +117,7 @@ def test_a_cancelled_job_is_an_error_and_resume_finishes_its_run(tmp_path, clust
     assert proc.returncode == 1
     message = " ".join(stderr.split())
     assert f"job {job} ended" in message and "--resume finishes it" in message
-    deadline = time.time() + 60  # the sweep returns on the job's error; SLURM may still be
-    while (state := states(cluster_env, job.split("_")[0])[job]) == "COMPLETING":  # cleaning up
-        assert time.time() < deadline
-        time.sleep(0.5)
-    assert state == "CANCELLED"
+    assert states(cluster_env, job.split("_")[0])[job] == "CANCELLED"
     path = metrics.parent
     assert not (path / "result.json").exists()
     assert json.loads((path / "lock").read_text())["interrupted"]
