@@ -156,16 +156,16 @@ def wait_for(
         try:
             yield label, job.result()
         except Exception as e:  # submitit's UncompletedJobError / FailedJobError
-            why = str(e).strip().splitlines()[0][:200]
+            lines = str(e).strip().splitlines() or ["no message"]  # a traceback: ours is last
+            why = next((line.split(": ", 1)[-1] for line in reversed(lines)
+                        if "JobInterrupted" in line), lines[0])[:200]  # fmt: skip
             state = job.state if hasattr(job, "state") else "FAILED"
-            yield (
-                label,
-                (
-                    f"{label}: job {job.job_id} ended {state} without a result ({why}); its run "
-                    f"under {runs_dir / exp.reading / exp.name} is kept: the same sweep with "
-                    "--resume finishes it (log: `ffbench sweep` printed where)"
-                ),
+            message = (
+                f"{label}: job {job.job_id} ended {state} without a result ({why}); its run "
+                f"under {runs_dir / exp.reading / exp.name} is kept: the same sweep with "
+                f"--resume finishes it (job log: {job.paths.stderr})"
             )
+            yield label, message
 
 
 _events = _stop = None  # in a pool worker: the queue its epochs go to, the event that ends it

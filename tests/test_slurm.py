@@ -117,6 +117,7 @@ def test_a_cancelled_job_is_an_error_and_resume_finishes_its_run(tmp_path, clust
     assert proc.returncode == 1
     message = " ".join(stderr.split())
     assert f"job {job} ended" in message and "--resume finishes it" in message
+    assert "was stopped by SLURM (SIGTERM: cancelled or killed)" in message
     assert states(cluster_env, job.split("_")[0])[job] == "CANCELLED"
     path = metrics.parent
     assert not (path / "result.json").exists()
