@@ -23,6 +23,7 @@ from rich.console import Console
 
 from ffbench import data as mnist
 from ffbench import readings, results
+from ffbench.data import FULL_TRAIN
 from ffbench.experiment import (
     BUILTIN,
     PAPER_ROWS,
@@ -37,8 +38,6 @@ from ffbench.experiment import (
 )
 from ffbench.launch import Screen, run_parallel, run_serial
 from ffbench.runner import Outcome, check_writable, read_json
-
-FULL_TRAIN = 60000  # MNIST's training images
 
 
 class BadRequest(ValueError):

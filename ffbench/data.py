@@ -158,6 +158,7 @@ class Pixels(str, Enum):
 
 
 PIXEL_SCALE = {Pixels.unit: 1.0, Pixels.raw: 255.0}
+FULL_TRAIN = 60000  # MNIST's training images (`train_subset` None)
 
 
 @dataclass

@@ -23,6 +23,7 @@ import torch
 
 from ffbench import data as mnist
 from ffbench.bench import dnn_flops_per_sample, ff_flops_per_sample
+from ffbench.data import FULL_TRAIN
 from ffbench.experiment import REGISTRY, Experiment, Method
 from ffbench.runner import Outcome, execute, record_failure, run_labels
 from ffbench.schedules import batch_slices, schedule
@@ -187,7 +188,6 @@ def _interrupt(signum, frame):
 # optimizer) on this 2-core CPU: a batch-50 FF step takes ~2.5 ms of which ~1.1 ms is matrix
 # products (README, "How long make reproduce takes here"), so ~1.4 ms at ~2e11 FLOP/s.
 STEP_OVERHEAD_FLOP = 3e8
-FULL_TRAIN = 60000
 
 
 def expected_cost(exp: Experiment) -> float:
