@@ -29,6 +29,7 @@ from ffbench.experiment import (
     PAPER_ROWS,
     REGISTRY,
     Experiment,
+    Method,
     SettingError,
     UnknownExperiment,
     check_setting,
@@ -159,6 +160,11 @@ def plan(
                 f"{exp.train_subset or FULL_TRAIN}; hold out fewer", "--validation",
             )  # fmt: skip
         exps.append(exp)
+    for key in typed.keys() & READ_ONLY_BY.keys():
+        if not any(exp.method in READ_ONLY_BY[key] for exp in exps):
+            readers = " and ".join(m.value for m in READ_ONLY_BY[key])
+            raise BadRequest(f"no experiment named reads {FLAGS[key]} (only {readers} rows "
+                             "do); drop it", FLAGS[key])  # fmt: skip
     return list(dict.fromkeys((exp, s) for exp in exps for s in seeds))
 
 
@@ -167,6 +173,11 @@ FLAGS = {k: "--" + k.replace("_", "-") for k in (
     "epochs", "train_subset", "batch_start", "batch_final", "lr", "batch_growth", "lr_scaling",
     "theta", "layer_order", "validation")} | {"stable_loss": "--stable-loss/--literal-loss",
                                 "normalize_input": "--normalize-input/--raw-input"}  # fmt: skip
+
+
+# Settings only some methods read: asked of rows that all ignore it, the run would not change.
+READ_ONLY_BY = {"theta": {Method.ff, Method.ff_best}, "stable_loss": {Method.ff},
+                "layer_order": {Method.ff}, "normalize_input": {Method.ff}}  # fmt: skip
 
 
 def resolve_device(device: str) -> torch.device:
@@ -220,6 +231,49 @@ def execute_matrix(
         return run_parallel(screen, matrix, root, dev, runs_dir, jobs, options,
                             user_rows(matrix))  # fmt: skip
     return run_serial(screen, matrix, root, dev, runs_dir, options)
+
+
+def submit_sweep(
+    matrix: list[tuple[Experiment, int]],
+    executor: str = "local",
+    *,
+    runs_dir: Path | str = "runs",
+    data_dir: Path | str | None = None,
+    device: str = "auto",
+    timeout_min: int = 120,
+    partition: str | None = None,
+    gpus_per_node: int = 0,
+    cpus_per_task: int | None = None,
+    eval_every: int = 0,
+    force: bool = False,
+    resume: bool = False,
+    checkpoint_every: int = 10,
+    log=print,
+) -> list:
+    """Submit a planned matrix with submitit, one job per run: local processes, or one SLURM
+    job array (`executor="slurm"`). MNIST is fetched here once, not by every job. Returns the
+    submitit jobs in the matrix's order (`sweep.wait_for` waits for them). Raises BadRequest,
+    SweepError (sbatch refused) or DataError."""
+    from ffbench.sweep import ExecutorKind, local_gpus, make_executor, submit
+
+    kind = ExecutorKind(executor)
+    if kind == ExecutorKind.local and device == "cuda":
+        resolve_device(device)
+    runs = Path(runs_dir).resolve()
+    try:
+        check_writable(runs)
+    except OSError as e:
+        raise BadRequest(str(e), "--runs-dir") from None
+    root = Path(data_dir or mnist.default_data_dir()).resolve()
+    mnist.fetch(root, log=log)
+    if kind == ExecutorKind.local:
+        gpus_per_node = gpus_per_node or local_gpus(device)
+    ex = make_executor(kind, runs / ".submitit", timeout_min, partition, gpus_per_node,
+                       cpus_per_task)  # fmt: skip
+    options = dict(runs_dir=runs, data_dir=root, device=device, eval_every=eval_every,
+                   force=force, resume=resume, checkpoint_every=checkpoint_every,
+                   rows=user_rows(matrix))  # fmt: skip
+    return submit(ex, matrix, options)
 
 
 def run(

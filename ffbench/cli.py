@@ -18,20 +18,19 @@ from rich.console import Console
 
 from ffbench import api, readings, results
 from ffbench import data as mnist
+from ffbench import options as opt
 from ffbench.config import ConfigError, load_rows
 from ffbench.experiment import (
     PAPER,
     PAPER_ROWS,
     Experiment,
-    LayerOrder,
     Method,
     UnknownExperiment,
     get,
     parse_setting,
 )
 from ffbench.launch import LaunchError, Screen
-from ffbench.runner import check_writable, run_dir, run_state, write_atomic
-from ffbench.schedules import BatchGrowth, LrScaling
+from ffbench.runner import run_dir, run_state, write_atomic
 from ffbench.sweep import ExecutorKind
 
 app = typer.Typer(
@@ -45,93 +44,6 @@ console = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-# Options shared by several commands, declared once.
-RunsDir = Annotated[
-    Path, typer.Option("--runs-dir", envvar="FFBENCH_RUNS_DIR", help="Where run directories live.")
-]
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="MNIST folder (default: $FFBENCH_DATA_DIR, else ~/.cache/ffbench).",
-        show_default=False,
-    ),
-]
-Format = Annotated[results.TableFormat, typer.Option("--format", help="Output format.")]
-Names = Annotated[list[str] | None, typer.Argument(help="Experiments to run (see `ffbench list`).")]
-Paper = Annotated[bool, typer.Option("--paper", help="Run every row of the notes' table.")]
-Config = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        help="A TOML file of new rows (README, 'Rows from a file'): all of them, or those named.",
-    ),
-]
-ReadingOpt = Annotated[
-    str,
-    typer.Option(
-        "--reading",
-        help="Interpretation of the notes for the paper rows: code (the authors' code, "
-        "reproduces the table) or text (the equations as printed); see `ffbench readings`.",
-    ),
-]
-Sets = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        help="Any setting of the experiment, KEY=VALUE (repeatable), e.g. --set theta=2 "
-        "--set negatives=other_image; keys: `ffbench readings`, README.",
-    ),
-]
-Epochs = Annotated[int | None, typer.Option(min=1, help="Epochs (registry: 400).")]
-Seed = Annotated[str | None, typer.Option(help="Seed, or several: 0,3,7 (default 0).")]
-Seeds = Annotated[int | None, typer.Option(min=1, help="Seeds 0..K-1 (instead of --seed).")]
-DeviceOpt = Annotated[Device, typer.Option(help="auto: cuda when available, else cpu.")]
-TrainSubset = Annotated[int | None, typer.Option(min=2, help="Train on the first N samples only.")]
-BatchStart = Annotated[int | None, typer.Option(min=1, help="Batch size of the first epoch.")]
-BatchFinal = Annotated[int | None, typer.Option(min=1, help="Batch size of the last epoch.")]
-Lr = Annotated[float | None, typer.Option(help="Rate at the start batch size (> 0).")]
-Growth = Annotated[BatchGrowth | None, typer.Option(help="How the batch grows.")]
-Scaling = Annotated[LrScaling | None, typer.Option(help="How the rate follows the batch.")]
-Theta = Annotated[float | None, typer.Option(help="FF goodness threshold (registry: 2.0).")]
-StableLoss = Annotated[
-    bool | None,
-    typer.Option(
-        "--stable-loss/--literal-loss", help="FF: log-sigmoid, or ln(sigmoid) as written."
-    ),
-]
-NormalizeInput = Annotated[
-    bool | None,
-    typer.Option(
-        "--normalize-input/--raw-input",
-        help="FF: L2-normalise the first layer's input too, or feed it the raw image.",
-    ),
-]
-Order = Annotated[LayerOrder | None, typer.Option(help="FF: per-batch or greedy layers.")]
-Validation = Annotated[
-    int | None,
-    typer.Option(
-        min=0, help="Hold out N training images (seeded by the run's seed); report their accuracy."
-    ),
-]
-EvalEvery = Annotated[
-    int, typer.Option(min=0, help="Test accuracy every K epochs (0: after the last only).")
-]
-Force = Annotated[bool, typer.Option("--force", help="Re-run even if a result exists.")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue interrupted runs.")]
-DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the run matrix; run nothing.")]
-CheckpointEvery = Annotated[int, typer.Option(min=1, help="Checkpoint every K epochs.")]
-Jobs = Annotated[
-    int, typer.Option(min=1, help="Runs at once, each with 1/N of the threads (CPU only).")
-]
-
-
 def fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -142,7 +54,7 @@ def asked(e: api.BadRequest) -> typer.BadParameter:
     return typer.BadParameter(str(e), param_hint=e.param)
 
 
-def resolve_device(device: Device) -> torch.device:
+def resolve_device(device: opt.Device) -> torch.device:
     try:
         return api.resolve_device(device.value)
     except api.BadRequest as e:
@@ -169,7 +81,7 @@ def parse_seeds(seed: str | None, seeds: int | None) -> list[int]:
 
 
 @app.command("list")
-def list_experiments(reading: ReadingOpt = readings.DEFAULT) -> None:
+def list_experiments(reading: opt.ReadingOpt = readings.DEFAULT) -> None:
     """The registered experiments under a reading, with their settings and the paper's numbers."""
     from rich.table import Table
 
@@ -225,42 +137,37 @@ def show_readings(
 
 @app.command()
 def run(
-    names: Names = None,
-    paper: Paper = False,
-    config: Config = None,
-    reading: ReadingOpt = readings.DEFAULT,
-    sets: Sets = None,
-    epochs: Epochs = None,
-    seed: Seed = None,
-    seeds: Seeds = None,
-    device: DeviceOpt = Device.auto,
-    train_subset: TrainSubset = None,
-    batch_start: BatchStart = None,
-    batch_final: BatchFinal = None,
-    lr: Lr = None,
-    batch_growth: Growth = None,
-    lr_scaling: Scaling = None,
-    theta: Theta = None,
-    stable_loss: StableLoss = None,
-    layer_order: Order = None,
-    normalize_input: NormalizeInput = None,
-    validation: Validation = None,
-    eval_every: EvalEvery = 0,
-    runs_dir: RunsDir = Path("runs"),
-    data_dir: DataDir = None,
-    force: Force = False,
-    resume: Resume = False,
-    checkpoint_every: CheckpointEvery = 10,
-    jobs: Jobs = 1,
-    dry_run: DryRun = False,
+    names: opt.Names = None,
+    paper: opt.Paper = False,
+    config: opt.Config = None,
+    reading: opt.ReadingOpt = readings.DEFAULT,
+    sets: opt.Sets = None,
+    epochs: opt.Epochs = None,
+    seed: opt.Seed = None,
+    seeds: opt.Seeds = None,
+    device: opt.DeviceOpt = opt.Device.auto,
+    train_subset: opt.TrainSubset = None,
+    batch_start: opt.BatchStart = None,
+    batch_final: opt.BatchFinal = None,
+    lr: opt.Lr = None,
+    batch_growth: opt.Growth = None,
+    lr_scaling: opt.Scaling = None,
+    theta: opt.Theta = None,
+    stable_loss: opt.StableLoss = None,
+    layer_order: opt.Order = None,
+    normalize_input: opt.NormalizeInput = None,
+    validation: opt.Validation = None,
+    eval_every: opt.EvalEvery = 0,
+    runs_dir: opt.RunsDir = Path("runs"),
+    data_dir: opt.DataDir = None,
+    force: opt.Force = False,
+    resume: opt.Resume = False,
+    checkpoint_every: opt.CheckpointEvery = 10,
+    jobs: opt.Jobs = 1,
+    dry_run: opt.DryRun = False,
 ) -> None:
     """Train experiments (x seeds), each into its own run directory, `--jobs` at a time."""
-    matrix = run_matrix(
-        names, paper, config, reading, seed, seeds, sets, epochs=epochs,
-        train_subset=train_subset, batch_start=batch_start, batch_final=batch_final, lr=lr,
-        batch_growth=batch_growth, lr_scaling=lr_scaling, theta=theta, stable_loss=stable_loss,
-        layer_order=layer_order, normalize_input=normalize_input, validation=validation,
-    )  # fmt: skip
+    matrix = run_matrix(names, paper, config, reading, seed, seeds, sets, **flags(locals()))
     launch(matrix, dry_run, device, jobs, runs_dir, data_dir, eval_every, force, resume,
            checkpoint_every)  # fmt: skip
 
@@ -268,21 +175,21 @@ def run(
 @app.command()
 def ablate(
     name: Annotated[str, typer.Argument(help="The row, e.g. adj_FFA0_1.")],
-    reading: ReadingOpt = readings.DEFAULT,
+    reading: opt.ReadingOpt = readings.DEFAULT,
     toward: Annotated[str, typer.Option(help="The reading each switch is flipped to.")] = "text",
-    epochs: Epochs = None,
-    seed: Seed = None,
-    seeds: Seeds = None,
-    device: DeviceOpt = Device.auto,
-    train_subset: TrainSubset = None,
-    eval_every: EvalEvery = 0,
-    runs_dir: RunsDir = Path("runs"),
-    data_dir: DataDir = None,
-    force: Force = False,
-    resume: Resume = False,
-    checkpoint_every: CheckpointEvery = 10,
-    jobs: Jobs = 1,
-    dry_run: DryRun = False,
+    epochs: opt.Epochs = None,
+    seed: opt.Seed = None,
+    seeds: opt.Seeds = None,
+    device: opt.DeviceOpt = opt.Device.auto,
+    train_subset: opt.TrainSubset = None,
+    eval_every: opt.EvalEvery = 0,
+    runs_dir: opt.RunsDir = Path("runs"),
+    data_dir: opt.DataDir = None,
+    force: opt.Force = False,
+    resume: opt.Resume = False,
+    checkpoint_every: opt.CheckpointEvery = 10,
+    jobs: opt.Jobs = 1,
+    dry_run: opt.DryRun = False,
 ) -> None:
     """NAME under --reading, and once more with each switch it reads flipped to --toward's
     choice, one at a time: what each difference between the readings does (`ffbench table`
@@ -331,6 +238,11 @@ def check_reading(reading: str) -> None:
         raise asked(e) from None
 
 
+def flags(params: dict) -> dict:
+    """A command's options that set a field of the row (`api.FLAGS`: --epochs, --lr, ...)."""
+    return {key: value for key, value in params.items() if key in api.FLAGS}
+
+
 def run_matrix(
     names: list[str] | None,
     paper: bool,
@@ -361,26 +273,9 @@ def run_matrix(
             raise typer.BadParameter(str(e), param_hint="--set") from None
         settings[key] = value
     try:
-        matrix = api.plan(rows, parse_seeds(seed, seeds), reading, settings)
+        return api.plan(rows, parse_seeds(seed, seeds), reading, settings)
     except api.BadRequest as e:
         raise asked(e) from None
-    for key, flag in METHOD_OPTIONS.items():
-        if options.get(key) is not None and not any(key in USES[e.method] for e, _ in matrix):
-            raise typer.BadParameter(
-                f"no experiment named uses {flag} (FF rows only; FF_best: only --theta); drop it",
-                param_hint=flag,
-            )
-    return matrix
-
-
-# Options only some methods read; a run where none reads it would silently ignore it.
-METHOD_OPTIONS = {"theta": "--theta", "stable_loss": "--stable-loss/--literal-loss",
-                  "layer_order": "--layer-order",
-                  "normalize_input": "--normalize-input/--raw-input"}  # fmt: skip
-USES = {method: set() for method in Method} | {
-    Method.ff: set(METHOD_OPTIONS),
-    Method.ff_best: {"theta"},  # always the stable loss, RMS-normalised inputs, all layers at once
-}
 
 
 def show_matrix(matrix: list[tuple[Experiment, int]], runs_dir: Path, device_type: str) -> None:
@@ -399,13 +294,13 @@ def show_matrix(matrix: list[tuple[Experiment, int]], runs_dir: Path, device_typ
 
 @app.command()
 def sweep(
-    names: Names = None,
-    paper: Paper = False,
-    config: Config = None,
-    reading: ReadingOpt = readings.DEFAULT,
-    sets: Sets = None,
-    seeds: Seeds = None,
-    seed: Seed = None,
+    names: opt.Names = None,
+    paper: opt.Paper = False,
+    config: opt.Config = None,
+    reading: opt.ReadingOpt = readings.DEFAULT,
+    sets: opt.Sets = None,
+    seeds: opt.Seeds = None,
+    seed: opt.Seed = None,
     executor: Annotated[ExecutorKind, typer.Option(help="Where the jobs run.")] = (
         ExecutorKind.local
     ),
@@ -416,59 +311,41 @@ def sweep(
     cpus_per_task: Annotated[int | None, typer.Option(min=1, help="SLURM CPUs per job.")] = None,
     timeout_min: Annotated[int, typer.Option(min=1, help="Time limit of each job.")] = 120,
     wait: Annotated[bool, typer.Option(help="SLURM: wait for the jobs to finish.")] = False,
-    epochs: Epochs = None,
-    device: DeviceOpt = Device.auto,
-    train_subset: TrainSubset = None,
-    batch_start: BatchStart = None,
-    batch_final: BatchFinal = None,
-    lr: Lr = None,
-    batch_growth: Growth = None,
-    lr_scaling: Scaling = None,
-    theta: Theta = None,
-    stable_loss: StableLoss = None,
-    layer_order: Order = None,
-    normalize_input: NormalizeInput = None,
-    validation: Validation = None,
-    eval_every: EvalEvery = 0,
-    runs_dir: RunsDir = Path("runs"),
-    data_dir: DataDir = None,
-    force: Force = False,
-    resume: Resume = False,
-    checkpoint_every: CheckpointEvery = 10,
+    epochs: opt.Epochs = None,
+    device: opt.DeviceOpt = opt.Device.auto,
+    train_subset: opt.TrainSubset = None,
+    batch_start: opt.BatchStart = None,
+    batch_final: opt.BatchFinal = None,
+    lr: opt.Lr = None,
+    batch_growth: opt.Growth = None,
+    lr_scaling: opt.Scaling = None,
+    theta: opt.Theta = None,
+    stable_loss: opt.StableLoss = None,
+    layer_order: opt.Order = None,
+    normalize_input: opt.NormalizeInput = None,
+    validation: opt.Validation = None,
+    eval_every: opt.EvalEvery = 0,
+    runs_dir: opt.RunsDir = Path("runs"),
+    data_dir: opt.DataDir = None,
+    force: opt.Force = False,
+    resume: opt.Resume = False,
+    checkpoint_every: opt.CheckpointEvery = 10,
 ) -> None:
     """Submit one job per (experiment, seed) with submitit: local processes or a SLURM array."""
-    from ffbench.sweep import SweepError, local_gpus, make_executor, submit, wait_for
+    from ffbench.sweep import SweepError, wait_for
 
-    matrix = run_matrix(
-        names, paper, config, reading, seed, seeds, sets, epochs=epochs,
-        train_subset=train_subset, batch_start=batch_start, batch_final=batch_final, lr=lr,
-        batch_growth=batch_growth, lr_scaling=lr_scaling, theta=theta, stable_loss=stable_loss,
-        layer_order=layer_order, normalize_input=normalize_input, validation=validation,
-    )  # fmt: skip
-    if executor == ExecutorKind.local and device == Device.cuda:
-        resolve_device(device)
-    try:
-        check_writable(runs_dir)
-    except OSError as e:
-        raise typer.BadParameter(str(e), param_hint="--runs-dir") from None
-    root = (data_dir or mnist.default_data_dir()).resolve()
-    try:
-        mnist.fetch(root, log=err.print)  # once here, not racing in every job
-    except mnist.DataError as e:
-        fail(str(e))
+    matrix = run_matrix(names, paper, config, reading, seed, seeds, sets, **flags(locals()))
     runs = runs_dir.resolve()
-    if executor == ExecutorKind.local:
-        gpus_per_node = gpus_per_node or local_gpus(device.value)
     try:
-        ex = make_executor(executor, runs / ".submitit", timeout_min, partition, gpus_per_node,
-                           cpus_per_task)  # fmt: skip
-        options = dict(
-            runs_dir=runs, data_dir=root, device=device.value, eval_every=eval_every,
-            force=force, resume=resume, checkpoint_every=checkpoint_every,
-            rows=api.user_rows(matrix),
+        jobs = api.submit_sweep(
+            matrix, executor.value, runs_dir=runs, data_dir=data_dir, device=device.value,
+            timeout_min=timeout_min, partition=partition, gpus_per_node=gpus_per_node,
+            cpus_per_task=cpus_per_task, eval_every=eval_every, force=force, resume=resume,
+            checkpoint_every=checkpoint_every, log=err.print,
         )  # fmt: skip
-        jobs = submit(ex, matrix, options)
-    except SweepError as e:
+    except api.BadRequest as e:
+        raise asked(e) from None
+    except (SweepError, mnist.DataError) as e:
         fail(str(e))
     ids = " ".join(j.job_id for j in jobs)
     console.print(f"submitted {len(jobs)} jobs ({executor.value}): {ids}; logs in "
@@ -503,19 +380,19 @@ def find_study(name: str):
 @app.command("study")
 def run_study(
     name: Annotated[str, typer.Argument(help="The study: depth, or depth_rates.")],
-    epochs: Epochs = None,
-    seed: Seed = None,
-    seeds: Seeds = None,
-    device: DeviceOpt = Device.auto,
-    train_subset: TrainSubset = None,
-    eval_every: EvalEvery = 0,
-    runs_dir: RunsDir = Path("runs"),
-    data_dir: DataDir = None,
-    force: Force = False,
-    resume: Resume = False,
-    checkpoint_every: CheckpointEvery = 10,
-    jobs: Jobs = 1,
-    dry_run: DryRun = False,
+    epochs: opt.Epochs = None,
+    seed: opt.Seed = None,
+    seeds: opt.Seeds = None,
+    device: opt.DeviceOpt = opt.Device.auto,
+    train_subset: opt.TrainSubset = None,
+    eval_every: opt.EvalEvery = 0,
+    runs_dir: opt.RunsDir = Path("runs"),
+    data_dir: opt.DataDir = None,
+    force: opt.Force = False,
+    resume: opt.Resume = False,
+    checkpoint_every: opt.CheckpointEvery = 10,
+    jobs: opt.Jobs = 1,
+    dry_run: opt.DryRun = False,
 ) -> None:
     """Run a study: each of its rows at each of its points (settings), x seeds; then `ffbench
     table --study NAME` and, for depth, `ffbench figure depth`."""
@@ -530,7 +407,7 @@ def run_study(
 
 @app.command("table")
 def show_table(
-    runs_dir: RunsDir = Path("runs"),
+    runs_dir: opt.RunsDir = Path("runs"),
     reading: Annotated[
         str | None, typer.Option("--reading", help="Only runs of this reading (default: all).")
     ] = None,
@@ -553,7 +430,7 @@ def show_table(
             "test error % (mean ± std, n).",
         ),  # fmt: skip
     ] = None,
-    fmt: Format = results.TableFormat.rich,
+    fmt: opt.Format = results.TableFormat.rich,
     output: Annotated[
         Path | None, typer.Option("--output", help="Write to this file instead of stdout.")
     ] = None,
@@ -621,7 +498,7 @@ def emit(text: str, output: Path | None) -> None:
 
 @app.command("data")
 def fetch_data(
-    data_dir: DataDir = None,
+    data_dir: opt.DataDir = None,
     refetch: Annotated[bool, typer.Option(help="Delete and fetch the raw files again.")] = False,
 ) -> None:
     """Fetch MNIST and verify the md5 of its four raw files."""
@@ -635,11 +512,10 @@ def fetch_data(
 
 figure_app = typer.Typer(help="Figures of the notes and the seeds, as PNG files.")
 app.add_typer(figure_app, name="figure")
-FigureOutput = Annotated[Path | None, typer.Option("--output", help="PNG file to write.")]
 
 
 @figure_app.command("losses")
-def figure_losses(runs_dir: RunsDir = Path("runs"), output: FigureOutput = None) -> None:
+def figure_losses(runs_dir: opt.RunsDir = Path("runs"), output: opt.FigureOutput = None) -> None:
     """L0, L1 and their adjusted forms against goodness, for theta = 0, 1, 2 (section 3.2)."""
     from ffbench.figures import losses_figure
 
@@ -649,7 +525,9 @@ def figure_losses(runs_dir: RunsDir = Path("runs"), output: FigureOutput = None)
 
 @figure_app.command("cosine")
 def figure_cosine(
-    runs_dir: RunsDir = Path("runs"), output: FigureOutput = None, data_dir: DataDir = None
+    runs_dir: opt.RunsDir = Path("runs"),
+    output: opt.FigureOutput = None,
+    data_dir: opt.DataDir = None,
 ) -> None:
     """|cos| of random directions as n grows, and of forward gradients on our MLP."""
     from ffbench.figures import cosine_figure
@@ -664,7 +542,9 @@ def figure_cosine(
 
 @figure_app.command("depth")
 def figure_depth(
-    runs_dir: RunsDir = Path("runs"), output: FigureOutput = None, data_dir: DataDir = None
+    runs_dir: opt.RunsDir = Path("runs"),
+    output: opt.FigureOutput = None,
+    data_dir: opt.DataDir = None,
 ) -> None:
     """The depth study: test error against depth per method (seeds as error bars), and the
     |cos| of each method's gradient estimate per layer at each depth."""
@@ -684,8 +564,8 @@ def figure_depth(
 @app.command("plot")
 def plot_runs(
     runs: Annotated[list[Path], typer.Argument(help="Run directories (RUNS/<name>/seed-<S>...).")],
-    output: FigureOutput = None,
-    runs_dir: RunsDir = Path("runs"),
+    output: opt.FigureOutput = None,
+    runs_dir: opt.RunsDir = Path("runs"),
 ) -> None:
     """Learning curves (loss, and test accuracy where recorded) of runs on one figure."""
     from ffbench.figures import learning_curves
@@ -708,13 +588,13 @@ class BenchFormat(str, Enum):
 
 @app.command("bench")
 def benchmark(
-    device: DeviceOpt = Device.auto,
+    device: opt.DeviceOpt = opt.Device.auto,
     batch: Annotated[
         list[int] | None, typer.Option(min=1, help="Batch size; repeat for several.")
     ] = None,
     fmt: Annotated[BenchFormat, typer.Option("--format", help="Output format.")] = BenchFormat.rich,
-    data_dir: DataDir = None,
-    reading: ReadingOpt = readings.DEFAULT,
+    data_dir: opt.DataDir = None,
+    reading: opt.ReadingOpt = readings.DEFAULT,
 ) -> None:
     """Training speed against this device's matmul peak, beside a plain reference loop."""
     import json
