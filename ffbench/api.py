@@ -30,6 +30,7 @@ from ffbench.experiment import (
     REGISTRY,
     Experiment,
     Method,
+    Negatives,
     SettingError,
     UnknownExperiment,
     check_setting,
@@ -159,6 +160,12 @@ def plan(
                 f"--validation {exp.validation} leaves no training images of "
                 f"{exp.train_subset or FULL_TRAIN}; hold out fewer", "--validation",
             )  # fmt: skip
+        drawn = NEGATIVES_OF.get(exp.method, (exp.negatives,))
+        if exp.negatives not in drawn:
+            raise BadRequest(
+                f"{exp.name} draws no {exp.negatives.value} negatives; "
+                f"--set negatives={' or '.join(n.value for n in drawn)}", "--set",
+            )  # fmt: skip
         exps.append(exp)
     for key in typed.keys() & READ_ONLY_BY.keys():
         if not any(exp.method in READ_ONLY_BY[key] for exp in exps):
@@ -174,6 +181,10 @@ FLAGS = {k: "--" + k.replace("_", "-") for k in (
     "theta", "layer_order", "validation")} | {"stable_loss": "--stable-loss/--literal-loss",
                                 "normalize_input": "--normalize-input/--raw-input"}  # fmt: skip
 
+
+# The negatives each FF method can draw (ff.py NEGATIVES, ff_best.py negative_labels).
+NEGATIVES_OF = {Method.ff: (Negatives.other_image, Negatives.wrong_label),
+                Method.ff_best: (Negatives.hard, Negatives.wrong_label)}  # fmt: skip
 
 # Settings only some methods read: asked of rows that all ignore it, the run would not change.
 READ_ONLY_BY = {"theta": {Method.ff, Method.ff_best}, "stable_loss": {Method.ff},

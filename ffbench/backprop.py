@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ffbench.data import MNIST, PIXEL_SCALE
+from ffbench.data import MNIST, pixel_values
 from ffbench.experiment import DnnOutput, Experiment
 from ffbench.models import MLP, N_CLASSES, chunk_size
 from ffbench.optimizers import make_optimizer
@@ -38,8 +38,7 @@ class BackpropTask:
         self.exp = exp
         self.data = data
         self.chunk = chunk or chunk_size(device, 4096)
-        self.scale = PIXEL_SCALE[exp.pixels]
-        self.x_train = data.x_train * self.scale if self.scale != 1 else data.x_train
+        self.x_train = pixel_values(data.x_train, exp.pixels)
         self.model = MLP(exp.sizes, bias=exp.bias).to(device)
         self.optimizers = [make_optimizer(exp.optimizer, self.model.parameters(), exp.lr, device)]
         self.phases: list[int | None] = [None]
@@ -70,4 +69,4 @@ class BackpropTask:
         return total
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.predict(x * self.scale if self.scale != 1 else x)
+        return self.model.predict(pixel_values(x, self.exp.pixels))

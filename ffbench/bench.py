@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from ffbench.backprop import BackpropTask
-from ffbench.data import MNIST
+from ffbench.data import MNIST, pixel_values
 from ffbench.experiment import LayerOrder, get, under
 from ffbench.ff import FFTask, ReferenceFFTask
 from ffbench.models import label_ready, overlay_label
@@ -101,7 +101,9 @@ def bench(
     ff = FFTask(ff_exp, data, device)
     ref = ReferenceFFTask(ff_exp, data, device) if reading == "text" else None
     x = data.x_test
-    x_one = overlay_label(label_ready(x * ff.scale, ff_exp.label_input), data.y_test)
+    x_one = overlay_label(
+        label_ready(pixel_values(x, ff_exp.pixels), ff_exp.label_input), data.y_test
+    )
     with torch.no_grad():
         forward_s = timed(lambda: ff.model.goodnesses(x_one, fused=False), device, repeat=3)
         eval_s = timed(lambda: ff.model.goodness_per_label(*ff.encode(x)), device, repeat=3)

@@ -155,9 +155,21 @@ def fetch(root: Path, refetch: bool = False, log: Callable[[str], None] = print)
 class Pixels(str, Enum):
     unit = "unit"  # [0, 1], as loaded
     raw = "raw"  # 0-255, as the Keras loader gives them to the authors' code (core/mnist.py)
+    standard = "standard"  # the training images' mean subtracted, divided by their std
 
 
-PIXEL_SCALE = {Pixels.unit: 1.0, Pixels.raw: 255.0}
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the 60,000 training images' pixels in [0, 1]
+
+
+def pixel_values(x: torch.Tensor, pixels: Pixels) -> torch.Tensor:
+    """Images loaded in [0, 1] on the pixel scale `pixels` (a new tensor unless unit)."""
+    if pixels == Pixels.raw:
+        return x * 255.0
+    if pixels == Pixels.standard:
+        return (x - MNIST_MEAN) / MNIST_STD
+    return x
+
+
 FULL_TRAIN = 60000  # MNIST's training images (`train_subset` None)
 
 

@@ -43,6 +43,7 @@ class LayerOrder(str, Enum):
 class Negatives(str, Enum):
     other_image = "other_image"  # eq 3.3: another sample's image with this sample's label
     wrong_label = "wrong_label"  # the same image with a uniformly drawn wrong label
+    hard = "hard"  # the same image with a wrong label the network itself favours (FF_best)
 
 
 class OptimizerScope(str, Enum):
@@ -388,6 +389,7 @@ register(
         sizes=(784, 1000, 1000, 1000),
         theta=1000.0,
         stable_loss=True,
+        negatives=Negatives.hard,
         description="FF at its best: 3x1000, RMS norm, hard negatives, peer norm (+ /head)",
     )
 )

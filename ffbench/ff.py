@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ffbench.data import MNIST, PIXEL_SCALE
+from ffbench.data import MNIST, pixel_values
 from ffbench.experiment import Experiment, LayerOrder, Negatives, OptimizerScope
 from ffbench.losses import LOSS_FORMS, ff_loss, goodness
 from ffbench.models import N_CLASSES, FFNet, chunk_size, encode_images, overlay_label
@@ -79,8 +79,7 @@ class FFTask:
                            for m in groups]  # fmt: skip
         n_layers = len(self.model.layers)
         self.phases = list(range(n_layers)) if exp.layer_order == LayerOrder.greedy else [None]
-        self.scale = PIXEL_SCALE[exp.pixels]
-        self.encode = lambda x: encode_images(x * self.scale, exp.label_input,
+        self.encode = lambda x: encode_images(pixel_values(x, exp.pixels), exp.label_input,
                                               exp.normalize_input, exp.norm_eps)  # fmt: skip
         self.x_base, self.v = self.encode(data.x_train)
         self.loss_terms = LOSS_FORMS[exp.loss_form]

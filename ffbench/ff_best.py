@@ -4,16 +4,16 @@ The notes' FF rows (section 4) reach about 50 %; Hinton's paper reports 1.36 % t
 alone. This is the published supervised recipe (Hinton 2022, section 3.3, and its public
 reimplementations), every piece a constant or a registry setting:
 
-- input: the image (pixels in [0, 1]), its first 10 pixels replaced by the label (one-hot; 0.1
-  everywhere for the "neutral" label). Not standardised: with MNIST's mean and std subtracted
-  the background carries most of the input's energy and drowns the label (6 epochs on 10,000
-  images: 67 % against 93 % for the goodness read-out);
+- input: the image (pixels in [0, 1]; `pixels=standard` subtracts MNIST's mean and divides by
+  its std), its first 10 pixels replaced by the label (one-hot; 0.1 everywhere for the
+  "neutral" label);
 - every layer (784-1000-1000-1000, ReLU) sees its input RMS-normalised, x / sqrt(mean(x^2)), so
   it can use only the direction of the layer below, not its goodness;
 - goodness g = sum of squared activations (eq 3.5), theta = the layer's width, loss L0 in its
   stable form, softplus(theta - g+) + softplus(g- - theta) (eq 3.13);
-- negatives: the same image with a wrong label drawn from the network's own predictions (the
-  head below), in proportion to the probability it gives each wrong label ("hard" negatives);
+- negatives (`negatives=hard`): the same image with a wrong label drawn from the network's own
+  predictions (the head below), in proportion to the probability it gives each wrong label;
+  `negatives=wrong_label` draws the wrong label uniformly;
 - peer normalisation: a penalty 0.03 * var over units of each unit's running mean activity on
   positive data, which keeps every unit in use;
 - the gradient passes each ReLU as if it were the identity, so a unit that went silent recovers;
@@ -33,8 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ffbench.data import MNIST
-from ffbench.experiment import Experiment
+from ffbench.data import MNIST, pixel_values
+from ffbench.experiment import Experiment, Negatives
 from ffbench.losses import ff_loss, goodness
 from ffbench.models import N_CLASSES, NORM_EPS
 
@@ -171,9 +171,16 @@ class FFBestTask:
             )
         ]
         self.phases: list[int | None] = [None]
-        self.x0_train = unlabelled(data.x_train)
+        self.x0_train = unlabelled(pixel_values(data.x_train, exp.pixels))
         self.sq_train = self.x0_train.square().sum(dim=1)
         self.readouts = {"head": self.predict_head}
+
+    def negative_labels(self, logits: torch.Tensor, y: torch.Tensor, gen) -> torch.Tensor:
+        """A wrong label per sample: the head's favourite ones (`hard`), or uniformly drawn."""
+        if self.exp.negatives == Negatives.hard:
+            return self.hard_negative_labels(logits, y, gen)
+        shift = torch.randint(1, N_CLASSES, y.shape, device=y.device, generator=gen)
+        return (y + shift) % N_CLASSES
 
     def hard_negative_labels(self, logits: torch.Tensor, y: torch.Tensor, gen) -> torch.Tensor:
         """A wrong label per sample, drawn in proportion to the head's probability for it: the
@@ -194,7 +201,7 @@ class FFBestTask:
         features = net.neutral_features(base.detach(), sq)
         logits = net.head(features)
         head_loss = F.cross_entropy(logits, y)
-        y_neg = self.hard_negative_labels(logits, y, gen)
+        y_neg = self.negative_labels(logits, y, gen)
         labels = F.one_hot(torch.cat([y, y_neg]), N_CLASSES).to(x0.dtype)
         z1 = net.first_layer(torch.cat([base, base]), torch.cat([sq, sq]), labels)
         acts = [StraightReLU.apply(z1)] + net.upper(StraightReLU.apply(z1))
@@ -221,7 +228,7 @@ class FFBestTask:
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """FF's own prediction: the label with the most goodness above the first layer."""
-        return self.model.goodness_per_label(unlabelled(x)).argmax(dim=1)
+        return self.model.goodness_per_label(unlabelled(pixel_values(x, self.exp.pixels))).argmax(1)
 
     def predict_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.head_logits(unlabelled(x)).argmax(dim=1)
+        return self.model.head_logits(unlabelled(pixel_values(x, self.exp.pixels))).argmax(dim=1)

@@ -79,6 +79,8 @@ def test_an_experiment_object_runs_directly_and_quietly(tmp_path, mnist_root, ca
         (lambda d: ffbench.run("DNN_base", runs_dir=d, seeds=-1), "integer >= 0"),
         (lambda d: ffbench.run("DNN_base", runs_dir=d, device="tpu"), "auto, cpu or cuda"),
         (lambda d: ffbench.run("DNN_base", runs_dir=d, theta=1.0), "reads --theta"),
+        (lambda d: ffbench.run("FFA0", runs_dir=d, negatives="hard"), "no hard negatives"),
+        (lambda d: ffbench.run("FF_best", runs_dir=d, negatives="other_image"), "=hard or"),
         (lambda d: ffbench.run("FF_best", runs_dir=d, layer_order="greedy"), "only ff rows"),
         (lambda d: ffbench.define("DNN_base", base="FFA0"), "registered already"),
         (lambda d: ffbench.define("x_new", base="FFA9"), "unknown experiment 'FFA9'"),

@@ -47,6 +47,14 @@ def test_load_gives_flat_unit_range_tensors(mnist_small):
     assert set(mnist_small.y_test.unique().tolist()) == set(range(10))
 
 
+def test_standard_pixels_have_mean_0_and_std_1_over_the_training_images(mnist_root):
+    x = data.load(mnist_root, "cpu", log=lambda _: None).x_train
+    z = data.pixel_values(x, data.Pixels.standard)
+    assert abs(z.mean().item()) < 1e-3 and abs(z.std().item() - 1) < 1e-3
+    assert data.pixel_values(x[:5], data.Pixels.raw).max().item() == 255.0
+    assert data.pixel_values(x, data.Pixels.unit) is x
+
+
 def test_refetch_replaces_a_corrupted_file(copied_root):
     path = data.raw_dir(copied_root) / "t10k-labels-idx1-ubyte"
     path.write_bytes(b"not mnist")

@@ -77,6 +77,25 @@ def test_hard_negatives_are_wrong_labels_drawn_by_the_heads_probability(syntheti
     assert counts[0] == 0 and counts[1:].min() > 20  # every wrong label comes up
 
 
+def test_uniform_negatives_ignore_the_head_and_never_repeat_the_label(synthetic):
+    task = FFBestTask(small_best(negatives="wrong_label"), synthetic, torch.device("cpu"))
+    y = torch.arange(N_CLASSES).repeat(400)
+    logits = torch.zeros(len(y), N_CLASSES)
+    logits[:, 9] = 3.0  # a hard draw would pick 9 for 72 % of the other rows
+    neg = task.negative_labels(logits, y, torch.Generator().manual_seed(0))
+    assert (neg != y).all()
+    assert (neg[y != 9] == 9).float().mean().item() == pytest.approx(1 / 9, abs=0.03)
+
+
+def test_standard_pixels_reach_the_first_layer_label_pixels_still_zero(synthetic):
+    unit = FFBestTask(small_best(), synthetic, torch.device("cpu"))
+    standard = FFBestTask(small_best(pixels="standard"), synthetic, torch.device("cpu"))
+    expected = (synthetic.x_train - 0.1307) / 0.3081
+    expected[:, :N_CLASSES] = 0.0
+    torch.testing.assert_close(standard.x0_train, expected)
+    torch.testing.assert_close(unit.x0_train, unlabelled(synthetic.x_train))
+
+
 def test_peer_penalty_is_the_variance_of_running_mean_activity():
     net = FFBestNet(SIZES)
     a = torch.tensor([[1.0] * 20, [3.0] * 10 + [1.0] * 10])  # units 0-9 average 2, the rest 1
