@@ -379,7 +379,7 @@ def find_study(name: str):
 
 @app.command("study")
 def run_study(
-    name: Annotated[str, typer.Argument(help="The study: depth, or depth_rates.")],
+    name: Annotated[str, typer.Argument(help="The study: depth, depth_rates, ff_best_recipe.")],
     epochs: opt.Epochs = None,
     seed: opt.Seed = None,
     seeds: opt.Seeds = None,
@@ -399,8 +399,10 @@ def run_study(
     chosen = find_study(name)
     matrix = []
     for point in chosen.settings():
+        given = {"epochs": epochs, "train_subset": train_subset}  # --epochs shortens any point
+        settings = point | {k: v for k, v in given.items() if v is not None}
         matrix += run_matrix(list(chosen.rows), False, None, readings.DEFAULT, seed, seeds,
-                             epochs=epochs, train_subset=train_subset, **point)  # fmt: skip
+                             **settings)  # fmt: skip
     launch(matrix, dry_run, device, jobs, runs_dir, data_dir, eval_every, force, resume,
            checkpoint_every)  # fmt: skip
 
@@ -455,8 +457,9 @@ def show_table(
         fail(f"runs dir {runs_dir} does not exist; run `ffbench run NAME` or pass --runs-dir")
     title = f"ffbench results ({runs_dir})"
     if study is not None:
-        header, rows = find_study(study).table(runs_dir)
-        title = f"study {study}: test error % ({runs_dir})"
+        chosen = find_study(study)
+        header, rows = chosen.table(runs_dir)
+        title = f"study {study}: {chosen.column.replace('_', ' ')} % ({runs_dir})"
     else:
         warn = partial(err.print, highlight=False, soft_wrap=True)
         runs = results.load_runs(runs_dir, warn=lambda m: warn(f"warning: {m}"))

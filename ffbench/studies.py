@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 
 from ffbench import results
-from ffbench.experiment import get as get_row
 from ffbench.runner import read_json
 
 DEPTH_ROWS = ("depth_backprop", "depth_FG_weight", "depth_FG_activity", "depth_FG_local")
@@ -32,15 +31,21 @@ class Study:
     description: str
     rows: tuple[str, ...]
     points: tuple[tuple[tuple[str, object], ...], ...]  # each point: its settings as pairs
+    # What its table shows: a study that makes a choice shows validation error only, so that
+    # the choice is never made on the test set; a study that reports shows test error.
+    column: str = "test_error"
 
     def settings(self) -> list[dict]:
         return [dict(point) for point in self.points]
 
-    def point_of(self, config: dict) -> dict | None:
-        """The point a run's config.json (or `Experiment.settings()`) is at; None if none."""
+    def point_of(self, config: dict, overrides: dict) -> dict | None:
+        """The point a run is at, from its config.json and the settings it changed from its
+        row (result.json's overrides): the point's settings, and no other change (so a run
+        shortened with --epochs, or one that changed another setting, is at no point)."""
         for point in self.settings():
-            if all(config.get(k) == (list(v) if isinstance(v, tuple) else v)
-                   for k, v in point.items()):  # fmt: skip
+            if set(overrides) <= set(point) and all(
+                config.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in point.items()
+            ):
                 return point
         return None
 
@@ -51,9 +56,10 @@ class Study:
         rows = []
         for r in runs[runs.experiment.isin(self.rows)].itertuples():
             config = read_json(Path(r.path) / "config.json")
-            point = self.point_of(config)
-            if point is None or config.get("epochs") != get_row(r.experiment).epochs:
-                continue  # another point, or a shortened run (--epochs)
+            overrides = read_json(Path(r.path) / "result.json").get("overrides") or {}
+            point = self.point_of(config, overrides)
+            if point is None:
+                continue
             sizes = config["sizes"]
             rows.append({"experiment": r.experiment, "point": point_label(point),
                          "depth": len(sizes) - 2, "width": sizes[1], "seed": r.seed,
@@ -62,10 +68,10 @@ class Study:
         return pd.DataFrame(rows, columns=["experiment", "point", "depth", "width", "seed",
                                            "status", "test_error", "validation_error"])  # fmt: skip
 
-    def table(self, runs_dir: Path, column: str = "test_error") -> tuple[list[str], list[list]]:
+    def table(self, runs_dir: Path, column: str | None = None) -> tuple[list[str], list[list]]:
         """Header and rows: one row per study row, one column per point, each cell the mean ±
-        std over seeds of `column` (percent) and n."""
-        runs = self.runs(runs_dir)
+        std over seeds of `column` (default: the study's; percent) and n."""
+        runs, column = self.runs(runs_dir), column or self.column
         labels = [point_label(p) for p in self.settings()]
         rows = []
         for name in self.rows:
@@ -131,5 +137,27 @@ register(
         "rates 1e-4 .. 3e-3 (and 1e-5, 3e-5 for weight perturbation's long steps)",
         DEPTH_ROWS,
         tuple((("sizes", mlp(4)), ("lr", lr)) for lr in (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)),
+        column="validation_error",
+    )
+)
+
+# FF_best's recipe, chosen again on validation (its first choices were made on short runs scored
+# on the test set): each point changes one choice of the recipe at a budget of 30 epochs, with
+# 10,000 training images held out. The registered FF_best keeps what validation supports.
+FF_BEST_BUDGET = (("validation", 10000), ("epochs", 30))
+register(
+    Study(
+        "ff_best_recipe",
+        "FF_best's choices on validation, one at a time, 30 epochs: the recipe as registered; "
+        "standardised pixels; uniform wrong labels as negatives; rates 3e-4 and 3e-3",
+        ("FF_best",),
+        (
+            FF_BEST_BUDGET,
+            FF_BEST_BUDGET + (("pixels", "standard"),),
+            FF_BEST_BUDGET + (("negatives", "wrong_label"),),
+            FF_BEST_BUDGET + (("lr", 3e-4),),
+            FF_BEST_BUDGET + (("lr", 3e-3),),
+        ),  # fmt: skip
+        column="validation_error",
     )
 )

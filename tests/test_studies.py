@@ -11,6 +11,7 @@ from ffbench.data import load
 from ffbench.figures import depth_figure
 from ffbench.forward_grad import Perturbation, activity_perturbed, layer_cosines
 from ffbench.models import MLP
+from ffbench.runner import read_json, write_json
 from ffbench.studies import DEPTH_ROWS, get, mlp, point_label
 
 runner = CliRunner()
@@ -37,7 +38,8 @@ def test_study_dry_run_lists_rows_times_points_times_seeds(tmp_path):
 
 
 def fake_study_run(root, row, seed, sizes, error, epochs=20):
-    return fake_run(root / "text", row, seed, "finished", 1 - error / 100, 60.0,
+    changed = {"sizes": list(sizes)} | ({"epochs": epochs} if epochs != 20 else {})
+    return fake_run(root / "text", row, seed, "finished", 1 - error / 100, 60.0, changed,
                     suffix=f"-{len(sizes)}-{sizes[1]}", sizes=list(sizes), epochs=epochs,
                     lr=1e-3)  # fmt: skip
 
@@ -57,6 +59,27 @@ def test_the_study_table_is_rows_by_points_with_mean_std_and_n(tmp_path):
     md = runner.invoke(app, ["table", "--study", "depth", "--runs-dir", str(tmp_path),
                              "--format", "markdown"])  # fmt: skip
     assert md.exit_code == 0 and "| depth_backprop | - | - | 2.50 ± 0.71 (n=2) |" in md.output
+
+
+def test_a_choosing_study_shows_validation_error_only_at_its_own_epochs(tmp_path):
+    """ff_best_recipe chooses FF_best's recipe: its table must not show the test set, and its
+    30-epoch points are its runs (a shortened run is not), though FF_best registers 100."""
+    point = {"validation": 10000, "epochs": 30, "pixels": "standard"}
+    sizes = [784, 1000, 1000, 1000]
+    for seed, val in enumerate([0.97, 0.98]):
+        path = fake_run(tmp_path / "text", "FF_best", seed, "finished", 0.5, 60.0, point,
+                        suffix="-p", sizes=sizes, **point)  # fmt: skip
+        write_json(path / "result.json", read_json(path / "result.json")
+                   | {"validation_accuracy": val})  # fmt: skip
+    for seed, changed in enumerate([point | {"epochs": 2}, point | {"lr": 0.1}]):
+        fake_run(tmp_path / "text", "FF_best", seed, "finished", 0.5, 9.0, changed,
+                 suffix="-x", sizes=sizes, **changed)  # fmt: skip
+    study = get("ff_best_recipe")
+    header, rows = study.table(tmp_path)
+    assert header[2] == "validation=10000, epochs=30, pixels=standard"
+    assert rows == [["FF_best", "-", "2.50 ± 0.71 (n=2)", "-", "-", "-"]]
+    out = runner.invoke(app, ["table", "--study", "ff_best_recipe", "--runs-dir", str(tmp_path)])
+    assert out.exit_code == 0 and "validation error %" in out.output, out.output
 
 
 def test_the_depth_figure_draws_from_the_runs(tmp_path, mnist_root):
