@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ffbench.data import MNIST, pixel_values
 from ffbench.experiment import Experiment, LayerOrder, Negatives, OptimizerScope
-from ffbench.losses import LOSS_FORMS, ff_loss, goodness
+from ffbench.losses import LOSS_FORMS, ff_loss, goodness, margins
 from ffbench.models import N_CLASSES, FFNet, chunk_size, encode_images, overlay_label
 from ffbench.optimizers import make_optimizer
 from ffbench.schedules import batch_slices
@@ -68,6 +68,7 @@ class FFTask:
         self, exp: Experiment, data: MNIST, device: torch.device, chunk: int | None = None
     ):
         self.exp = exp
+        self.extremes = torch.tensor([torch.inf, -torch.inf], device=device)
         self.chunk = chunk or chunk_size(device, 2048)
         self.eval_chunk = chunk_size(device, 512)
         self.data = data
@@ -108,8 +109,21 @@ class FFTask:
         exp, model = self.exp, self.model
         h = model.hidden(x, layers[0])
         gs = model.goodnesses(h, input_normalized=True, first=layers[0], stop=layers[-1] + 1)
+        with torch.no_grad():
+            s = torch.cat([margins(g[:k], g[k:], exp.theta) for g in gs])
+            lo, hi = torch.aminmax(s)
+            low, high = self.extremes
+            self.extremes = torch.stack([low.fmin(lo), high.fmax(hi)])  # fmin, fmax: skip NaN
         terms = (self.loss_terms(exp.loss, g[:k], g[k:], exp.theta, exp.stable_loss) for g in gs)
         return sum(t.sum() for t in terms)
+
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        """The smallest and largest margin s = (g+ - theta) (+) (theta - g-) of any sample and
+        layer since the last call: the literal losses break where exp(+-s) leaves float32 (|s|
+        near 88.7; 87.3 where denormals flush to zero), whatever the mean loss says."""
+        lo, hi = self.extremes
+        self.extremes = torch.tensor([torch.inf, -torch.inf], device=lo.device)
+        return {"margin_min": lo, "margin_max": hi}
 
     def train_epoch(self, phase, batch: int, gen: torch.Generator) -> torch.Tensor:
         """One epoch of FF steps; returns the mean over batches of the summed layer losses. A

@@ -106,7 +106,8 @@ def read_json(path: Path) -> dict:
 
 def write_metrics(path: Path, records: list[dict]) -> None:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(records[0]), lineterminator="\n")
+    columns = list(dict.fromkeys(k for r in records for k in r))  # a resumed run's may grow
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for r in records:
         writer.writerow(

@@ -154,6 +154,10 @@ def train(
             ok = bool(finite.item())
             seconds += time.perf_counter() - start
             record = {"epoch": epoch, "batch": batch, "rate": lr, "loss": loss.item()}
+            if hasattr(task, "diagnostics"):  # e.g. the FF margins' range in the epoch
+                diagnostics = task.diagnostics()
+                values = torch.stack(list(diagnostics.values())).tolist()
+                record |= zip(diagnostics, values, strict=True)
             if phase is not None:
                 record["layer"] = phase + 1
             record["seconds"] = seconds

@@ -93,6 +93,26 @@ def test_literal_loss_diverges_and_stops_where_the_stable_one_does_not(mnist_sma
     assert stable.status == "finished" and stable.epochs_run == 3
 
 
+def test_ff_runs_record_the_range_of_their_margins(synthetic, mnist_small):
+    """margin_min/max: the extremes of s = (g+ - theta) (+) (theta - g-) over the samples and
+    layers of an epoch, the quantity whose exp leaves float32 near |s| = 88.7."""
+    exp = under(get("FFA1"), "code")
+    task = FFTask(exp, synthetic, CPU)
+    idx, neg = torch.arange(8), torch.arange(8, 16)
+    x = task.fill(torch.empty(16, 784), idx, neg, synthetic.y_train[idx])
+    task.layer_losses([0, 1], x, 8)
+    with torch.no_grad():
+        gs = task.model.goodnesses(task.model.hidden(x, 0), input_normalized=True, first=0, stop=2)
+    s = torch.cat([torch.cat([g[:8] - exp.theta, exp.theta - g[8:]]) for g in gs])
+    got = task.diagnostics()
+    assert got["margin_min"].item() == s.min().item() and got["margin_max"].item() == s.max().item()
+    assert task.diagnostics()["margin_max"].item() == -math.inf  # reset for the next epoch
+    # the literal plain L1 breaks once a margin passes 88.7: the record shows it did
+    blown = train(dataclasses.replace(exp, epochs=40, batch_final=50, lr=1e3), mnist_small, CPU, 0)
+    assert blown.status == "diverged", blown.records[-1]
+    assert max(abs(blown.records[-1][k]) for k in ("margin_min", "margin_max")) > 87
+
+
 def test_greedy_layer_order_trains_each_layer_for_all_epochs(synthetic):
     exp = dataclasses.replace(get("adj_FFA0_1"), epochs=2, batch_final=32, layer_order="greedy")
     result = train(exp, synthetic, CPU, seed=0)
