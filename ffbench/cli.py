@@ -472,9 +472,10 @@ def show_table(
         if fmt in results.DATA_FORMATS:
             emit(results.DATA_FORMATS[fmt](agg), output)
             return
-        view = (partial(results.ablation, name=ablated) if ablated
-                else results.side_by_side if side else results.display_rows)  # fmt: skip
-        header, rows = view(agg)
+        if ablated:
+            header, rows = results.ablation(runs, ablated)
+        else:
+            header, rows = (results.side_by_side if side else results.display_rows)(agg)
     if fmt in results.TEXT_FORMATS:
         emit(results.TEXT_FORMATS[fmt](header, rows), output)
         return

@@ -190,19 +190,29 @@ def side_by_side(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def ablation(table: pd.DataFrame, name: str) -> tuple[list[str], list[list[str]]]:
+def ablation(runs: pd.DataFrame, name: str) -> tuple[list[str], list[list[str]]]:
     """The runs of one row (`ffbench ablate NAME`): the unflipped run of each reading first,
-    then each set of overrides (a flipped switch) with its accuracy and its change against it."""
-    mine = table[table.experiment == name]
-    header = ["Reading", "Flipped", "n", "Accuracy %", "Change (points)", "Time", "Status"]
+    then each set of overrides (a flipped switch) with its accuracy and its change in points
+    against the unflipped runs of the same seeds (seeds the unflipped row lacks are left out of
+    the change; with none in common it is "-")."""
+    mine = runs[runs.experiment == name]
+    table = aggregate(mine)
+    header = ["Reading", "Flipped", "n", "Accuracy %", "Change (points)", "vs seeds", "Time",
+              "Status"]  # fmt: skip
     rows = []
-    for reading, g in mine.groupby("reading", sort=False):
-        base = g[g.overrides == ""]
-        base_acc = base.accuracy.iloc[0] if len(base) else math.nan
-        for r in pd.concat([base, g[g.overrides != ""]]).itertuples():
-            change = "-" if r.overrides == "" else _signed(r.accuracy - base_acc)
-            rows.append([reading, r.overrides or "(none)", str(r.n), _accuracy(r), change,
-                         _mmss(r.time_s), _status_text(r)])  # fmt: skip
+    for reading, g in table.groupby("reading", sort=False):
+        of_reading = mine[mine.reading == reading]
+        base = of_reading[of_reading.overrides == ""].groupby("seed").test_accuracy.mean()
+        for r in pd.concat([g[g.overrides == ""], g[g.overrides != ""]]).itertuples():
+            flipped = of_reading[of_reading.overrides == r.overrides]
+            both = flipped[flipped.seed.isin(base.index)]
+            seeds = ",".join(str(s) for s in sorted(both.seed))
+            shown = "-"
+            if r.overrides and not both.empty:
+                shown = _signed(100 * (both.test_accuracy.values - base[both.seed].values).mean())
+            rows.append([reading, r.overrides or "(none)", str(r.n), _accuracy(r), shown,
+                         "-" if r.overrides == "" else seeds or "-", _mmss(r.time_s),
+                         _status_text(r)])  # fmt: skip
     return header, rows
 
 

@@ -112,18 +112,26 @@ def test_readings_group_apart_and_stand_side_by_side(tmp_path):
     assert by_name["FFA0"][2] == "NAN (diverged at 380), n=1" and by_name["FFA0"][4] == "-"
 
 
-def test_the_ablation_view_gives_each_flip_its_change(tmp_path):
+def test_the_ablation_view_gives_each_flip_its_change_against_the_same_seeds(tmp_path):
     code = tmp_path / "code"
     fake_run(code, "adj_FFA0_1", 0, "finished", 0.50, 1400.0, reading="code")
+    fake_run(code, "adj_FFA0_1", 1, "finished", 0.40, 1400.0, reading="code")
     fake_run(code, "adj_FFA0_1", 0, "finished", 0.1135, 1500.0, reading="code",
              overrides={"negatives": "other_image"}, suffix="-aa")  # fmt: skip
     fake_run(code, "adj_FFA0_1", 0, "finished", 0.52, 1300.0, reading="code",
              overrides={"theta": 2.0}, suffix="-bb")  # fmt: skip
+    fake_run(code, "adj_FFA0_1", 1, "finished", 0.46, 1300.0, reading="code",
+             overrides={"theta": 2.0}, suffix="-bb")  # fmt: skip
+    fake_run(code, "adj_FFA0_1", 5, "finished", 0.9, 1300.0, reading="code",
+             overrides={"bias": True}, suffix="-cc")  # fmt: skip
     fake_run(code, "DNN_base", 0, "finished", 0.97, 500.0, reading="code")
-    header, rows = results.ablation(results.aggregate(results.load_runs(tmp_path)), "adj_FFA0_1")
-    assert header[1:5] == ["Flipped", "n", "Accuracy %", "Change (points)"]
-    assert [r[1] for r in rows] == ["(none)", "negatives=other_image", "theta=2.0"]
-    assert [r[4] for r in rows] == ["-", "-38.65", "+2.00"]
+    header, rows = results.ablation(results.load_runs(tmp_path), "adj_FFA0_1")
+    assert header[1:6] == ["Flipped", "n", "Accuracy %", "Change (points)", "vs seeds"]
+    assert [r[1] for r in rows] == ["(none)", "bias=True", "negatives=other_image", "theta=2.0"]
+    assert rows[0][3] == "45.00 ± 7.07"
+    # seed 0 against seed 0 (50 %), not against the mean of seeds 0 and 1 (45 %)
+    assert [r[4] for r in rows] == ["-", "-", "-38.65", "+4.00"]
+    assert [r[5] for r in rows] == ["-", "-", "0", "0,1"]
 
 
 def test_cpu_and_gpu_runs_are_never_averaged_together(tmp_path):
