@@ -42,7 +42,8 @@ reproduce: data
 # ROW under READING, and once with each switch flipped to TOWARD's choice (14 full runs).
 ablation: data
 	$(BIN)/ffbench ablate $(ROW) --reading $(READING) --toward $(TOWARD) --jobs $(JOBS) --eval-every 20 $(EPOCHS_FLAG) $(SEEDS_FLAG) --runs-dir $(RUNS)
-	$(BIN)/ffbench table --runs-dir $(RUNS)
+	$(BIN)/ffbench table --runs-dir $(RUNS) --ablation $(ROW)
+	$(BIN)/ffbench figure ablation $(ROW) --reading $(READING) --runs-dir $(RUNS)
 
 # The rows beyond the notes: FF_best's recipe choices on validation (30 epochs each, JOBS at a
 # time), FF_best alone on every thread (its time is part of its result), then the three

@@ -565,6 +565,29 @@ def figure_depth(
     console.print(f"wrote {path}", highlight=False)
 
 
+@figure_app.command("ablation")
+def figure_ablation(
+    name: Annotated[str, typer.Argument(help="The ablated row, e.g. adj_FFA0_1.")],
+    reading: opt.ReadingOpt = readings.DEFAULT,
+    runs_dir: opt.RunsDir = Path("runs"),
+    output: opt.FigureOutput = None,
+) -> None:
+    """`ffbench ablate`'s runs: each flipped switch's change in test accuracy (same seeds),
+    beside the spread of the unflipped row's seeds."""
+    from ffbench.figures import ablation_figure
+
+    check_reading(reading)
+    if not runs_dir.is_dir():
+        fail(f"runs dir {runs_dir} does not exist; run `ffbench ablate {name}` first")
+    runs = results.load_runs(runs_dir, warn=lambda m: err.print(f"warning: {m}"))
+    target = output or runs_dir / "figures" / f"ablation_{name}_{reading}.png"
+    try:
+        path = ablation_figure(runs, name, reading, target)
+    except ValueError as e:
+        fail(str(e))
+    console.print(f"wrote {path}", highlight=False)
+
+
 @app.command("plot")
 def plot_runs(
     runs: Annotated[list[Path], typer.Argument(help="Run directories (RUNS/<name>/seed-<S>...).")],

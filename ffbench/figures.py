@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from ffbench import results  # noqa: E402
 from ffbench.losses import Loss, ff_loss_terms  # noqa: E402
 from ffbench.runner import RESULT, read_json  # noqa: E402
 
@@ -83,6 +84,40 @@ def learning_curves(runs: list[Path], path: Path) -> Path:
         ax.grid(alpha=0.3)
     acc_ax.legend(fontsize=8)
     fig.suptitle("learning curves")
+    return save(fig, path)
+
+
+def ablation_figure(runs: pd.DataFrame, name: str, reading: str, path: Path) -> Path:
+    """`ffbench ablate`'s runs of one row under one reading: each flipped switch's change in
+    test accuracy against the unflipped runs of the same seeds, beside the unflipped runs' own
+    spread over seeds (one standard deviation either side of 0)."""
+    table = results.ablation_changes(runs, name)
+    table = table[table.reading == reading]
+    base, flips = table[table.overrides == ""], table[table.overrides != ""]
+    if base.empty or flips.empty:
+        raise ValueError(f"no {reading} runs of {name} with and without a flip; run "
+                         f"`ffbench ablate {name} --reading {reading}` first")  # fmt: skip
+    flips = flips.sort_values("change", na_position="first")
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(flips) + 1.6))
+    y = range(len(flips))
+    change = flips.change.fillna(0.0)
+    ax.barh(y, change, color=["tab:green" if c > 0 else "tab:red" for c in change])
+    spread = base.accuracy_std.iloc[0]
+    if not math.isnan(spread):
+        ax.axvspan(-spread, spread, color="grey", alpha=0.2,
+                   label=f"±1 std of the unflipped runs' seeds ({spread:.2f})")  # fmt: skip
+        ax.legend(loc="upper left", fontsize=8)
+    for i, r in enumerate(flips.itertuples()):
+        seeds = ",".join(map(str, r.paired_seeds)) or "no seed in common"
+        text = "diverged" if math.isnan(r.accuracy) else f"{r.accuracy:.2f} %"
+        ax.annotate(f"{text} (seed {seeds})", (0, i), xytext=(4, 0), textcoords="offset points",
+                    va="center", fontsize=8)  # fmt: skip
+    ax.set_yticks(list(y), list(flips.overrides))
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set(xlabel="change in test accuracy (points), against the unflipped run of the same seed",
+           title=f"{name}, {reading} reading ({base.accuracy.iloc[0]:.2f} %, n={base.n.iloc[0]}): "
+           "one switch flipped at a time")  # fmt: skip
+    ax.grid(axis="x", alpha=0.3)
     return save(fig, path)
 
 

@@ -190,29 +190,36 @@ def side_by_side(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def ablation(runs: pd.DataFrame, name: str) -> tuple[list[str], list[list[str]]]:
-    """The runs of one row (`ffbench ablate NAME`): the unflipped run of each reading first,
-    then each set of overrides (a flipped switch) with its accuracy and its change in points
-    against the unflipped runs of the same seeds (seeds the unflipped row lacks are left out of
-    the change; with none in common it is "-")."""
+def ablation_changes(runs: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The runs of one row (`ffbench ablate NAME`) aggregated: per reading, the unflipped runs
+    first, then each set of overrides (a flipped switch), with `change`, its accuracy minus the
+    unflipped runs' of the same seeds in points (NaN where they share no seed, and for the
+    unflipped), and `paired_seeds`, the seeds that change is over."""
     mine = runs[runs.experiment == name]
-    table = aggregate(mine)
+    out = []
+    for reading, g in aggregate(mine).groupby("reading", sort=False):
+        of_reading = mine[mine.reading == reading]
+        base = of_reading[of_reading.overrides == ""].groupby("seed").test_accuracy.mean()
+        for r in pd.concat([g[g.overrides == ""], g[g.overrides != ""]]).to_dict("records"):
+            flipped = of_reading[of_reading.overrides == r["overrides"]]
+            both = flipped[flipped.seed.isin(base.index)]
+            paired = r["overrides"] != "" and not both.empty
+            diff = both.test_accuracy.values - base[both.seed].values
+            out.append(r | {"change": 100 * diff.mean() if paired else math.nan,
+                            "paired_seeds": sorted(both.seed) if paired else []})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def ablation(runs: pd.DataFrame, name: str) -> tuple[list[str], list[list[str]]]:
+    """`ablation_changes` as the table prints it."""
     header = ["Reading", "Flipped", "n", "Accuracy %", "Change (points)", "vs seeds", "Time",
               "Status"]  # fmt: skip
     rows = []
-    for reading, g in table.groupby("reading", sort=False):
-        of_reading = mine[mine.reading == reading]
-        base = of_reading[of_reading.overrides == ""].groupby("seed").test_accuracy.mean()
-        for r in pd.concat([g[g.overrides == ""], g[g.overrides != ""]]).itertuples():
-            flipped = of_reading[of_reading.overrides == r.overrides]
-            both = flipped[flipped.seed.isin(base.index)]
-            seeds = ",".join(str(s) for s in sorted(both.seed))
-            shown = "-"
-            if r.overrides and not both.empty:
-                shown = _signed(100 * (both.test_accuracy.values - base[both.seed].values).mean())
-            rows.append([reading, r.overrides or "(none)", str(r.n), _accuracy(r), shown,
-                         "-" if r.overrides == "" else seeds or "-", _mmss(r.time_s),
-                         _status_text(r)])  # fmt: skip
+    for r in ablation_changes(runs, name).itertuples():
+        seeds = ",".join(map(str, r.paired_seeds)) or "-"
+        change = "-" if math.isnan(r.change) else _signed(r.change)
+        rows.append([r.reading, r.overrides or "(none)", str(r.n), _accuracy(r), change, seeds,
+                     _mmss(r.time_s), _status_text(r)])  # fmt: skip
     return header, rows
 
 

@@ -59,3 +59,19 @@ def test_the_cosine_figures_data_follow_sqrt_2_over_pi_n(synthetic):
                                              synthetic.y_train, 10, 200, gen)  # fmt: skip
     assert n_params == 784 * 10 + 10 + 10 * 10 + 10
     assert cos.mean().item() == pytest.approx(math.sqrt(2 / (math.pi * n_params)), rel=0.15)
+
+
+def test_ablation_figure_draws_each_flip_or_says_what_to_run(tmp_path):
+    code = tmp_path / "code"
+    for seed, acc in [(0, 0.5), (1, 0.4)]:
+        fake_run(code, "adj_FFA0_1", seed, "finished", acc, 1.0, reading="code")
+    fake_run(code, "adj_FFA0_1", 0, "finished", 0.8, 1.0, {"goodness": "sum"}, "-a", reading="code")
+    fake_run(code, "adj_FFA0_1", 0, "diverged", math.nan, 1.0, {"theta": 2.0}, "-b", reading="code")
+    png = tmp_path / "a.png"
+    args = ["figure", "ablation", "adj_FFA0_1", "--runs-dir", str(tmp_path), "--output", str(png)]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert png.read_bytes().startswith(PNG)
+    out = runner.invoke(app, args[:3] + ["--reading", "text"] + args[3:])
+    assert out.exit_code == 1
+    assert "no text runs of adj_FFA0_1 with and without a flip; run `ffbench ablate" in out.output
