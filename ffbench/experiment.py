@@ -16,6 +16,7 @@ from ffbench import readings
 from ffbench.data import Pixels
 from ffbench.losses import Loss, LossForm
 from ffbench.models import GoodnessReduce, LabelInput
+from ffbench.names import UnknownName, lookup
 from ffbench.schedules import BatchGrowth, Batching, LrScaling
 
 
@@ -256,22 +257,12 @@ def register(exp: Experiment) -> Experiment:
     return exp
 
 
-class UnknownExperiment(KeyError):
-    def __init__(self, name: str):
-        self.name = name
-        self.close = difflib.get_close_matches(name, list(REGISTRY), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(self.close)}?" if self.close else "see `ffbench list`"
-        super().__init__(f"unknown experiment '{name}': {hint}")
-
-    def __str__(self) -> str:
-        return self.args[0]
+class UnknownExperiment(UnknownName):
+    kind, see = "experiment", "see `ffbench list`"
 
 
 def get(name: str) -> Experiment:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise UnknownExperiment(name) from None
+    return lookup(REGISTRY, name, UnknownExperiment)
 
 
 # Section 4 of the notes, as printed.

@@ -11,8 +11,9 @@ branch in the loop. `SWITCHES` says, for each switch, where the notes and the co
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
+
+from ffbench.names import UnknownName, lookup
 
 PAPER_METHODS = ("backprop", "ff")  # the methods of the paper's rows (a switch's readers)
 DEFAULT = "code"  # the reading that reproduces the paper's table
@@ -97,19 +98,12 @@ def register(reading: Reading) -> Reading:
     return reading
 
 
-class UnknownReading(KeyError):
-    def __str__(self) -> str:
-        name = self.args[0]
-        close = difflib.get_close_matches(name, list(READINGS), n=2, cutoff=0.4)
-        hint = f"did you mean {', '.join(close)}?" if close else "see `ffbench readings`"
-        return f"unknown reading '{name}': {hint} (known: {', '.join(READINGS)})"
+class UnknownReading(UnknownName):
+    kind, see = "reading", "see `ffbench readings`"
 
 
 def get(name: str) -> Reading:
-    try:
-        return READINGS[name]
-    except KeyError:
-        raise UnknownReading(name) from None
+    return lookup(READINGS, name, UnknownReading)
 
 
 register(Reading(

@@ -8,13 +8,13 @@ as rows x points, and a study's figure (`ffbench figure depth`) reads them back.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from ffbench import results
+from ffbench.names import UnknownName, lookup
 from ffbench.runner import read_json
 
 DEPTH_ROWS = ("depth_backprop", "depth_FG_weight", "depth_FG_activity", "depth_FG_local")
@@ -106,19 +106,12 @@ def register(study: Study) -> Study:
     return study
 
 
-class UnknownStudy(KeyError):
-    def __str__(self) -> str:
-        name = self.args[0]
-        close = difflib.get_close_matches(name, list(STUDIES), n=2, cutoff=0.4)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        return f"unknown study '{name}': {hint}(known: {', '.join(STUDIES)})"
+class UnknownStudy(UnknownName):
+    kind, see = "study", "see `ffbench study --help`"
 
 
 def get(name: str) -> Study:
-    try:
-        return STUDIES[name]
-    except KeyError:
-        raise UnknownStudy(name) from None
+    return lookup(STUDIES, name, UnknownStudy)
 
 
 register(
