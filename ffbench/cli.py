@@ -379,7 +379,9 @@ def find_study(name: str):
 
 @app.command("study")
 def run_study(
-    name: Annotated[str, typer.Argument(help="The study: depth, depth_rates, ff_best_recipe.")],
+    name: Annotated[
+        str, typer.Argument(help="The study: depth, depth_rates, fg_rates, ff_best_recipe.")
+    ],
     epochs: opt.Epochs = None,
     seed: opt.Seed = None,
     seeds: opt.Seeds = None,

@@ -134,6 +134,21 @@ register(
     )
 )
 
+# The forward-gradient rows' rates (they run DNN_base's 400-epoch schedule), chosen on
+# validation: 40 epochs of the same schedule (Start to Final batch, the rate grown as each row
+# grows it), 10,000 training images held out, four rates each.
+FG_BUDGET = (("validation", 10000), ("epochs", 40))
+register(
+    Study(
+        "fg_rates",
+        "the forward-gradient rows' rates on validation: 40 epochs of their schedule, "
+        "rates 1e-4 .. 3e-3",
+        ("FG_weight", "FG_activity", "FG_local"),
+        tuple(FG_BUDGET + (("lr", lr),) for lr in (1e-4, 3e-4, 1e-3, 3e-3)),
+        column="validation_error",
+    )
+)
+
 # FF_best's recipe, chosen again on validation (its first choices were made on short runs scored
 # on the test set): each point changes one choice of the recipe at a budget of 30 epochs, with
 # 10,000 training images held out. The registered FF_best keeps what validation supports.
