@@ -126,3 +126,17 @@ def test_activity_and_local_estimates_average_to_their_gradients(mnist_small):
         cos = F.cosine_similarity(mean.flatten(), true.flatten(), dim=0)
         off = F.cosine_similarity(mean.flatten(), other.flatten(), dim=0)
         assert cos > 0.9 and cos > off + 0.1, (use_heads is not None, cos, off)
+
+
+def test_every_choosing_study_holds_out_validation_images_and_hides_the_test_set():
+    """A study that picks a rate or a recipe (issue 13) must pick it on held-out training
+    images: each of its runs holds some out, and its table shows validation error only."""
+    from ffbench.experiment import get as get_row
+    from ffbench.studies import STUDIES
+
+    choosing = [s for s in STUDIES.values() if s.column == "validation_error"]
+    assert {s.name for s in choosing} == {"depth_rates", "fg_rates", "ff_best_recipe"}
+    for study in choosing:
+        for point in study.settings():
+            for row in study.rows:
+                assert point.get("validation", get_row(row).validation) > 0, (study.name, row)
