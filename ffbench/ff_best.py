@@ -171,9 +171,14 @@ class FFBestTask:
             )
         ]
         self.phases: list[int | None] = [None]
-        self.x0_train = unlabelled(pixel_values(data.x_train, exp.pixels))
+        self.x0_train = self.images(data.x_train)
         self.sq_train = self.x0_train.square().sum(dim=1)
         self.readouts = {"head": self.predict_head}
+
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] as the first layer takes them: on the row's pixel scale, label
+        pixels zero."""
+        return unlabelled(pixel_values(x, self.exp.pixels))
 
     def negative_labels(self, logits: torch.Tensor, y: torch.Tensor, gen) -> torch.Tensor:
         """A wrong label per sample: the head's favourite ones (`hard`), or uniformly drawn."""
@@ -228,7 +233,7 @@ class FFBestTask:
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """FF's own prediction: the label with the most goodness above the first layer."""
-        return self.model.goodness_per_label(unlabelled(pixel_values(x, self.exp.pixels))).argmax(1)
+        return self.model.goodness_per_label(self.images(x)).argmax(dim=1)
 
     def predict_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.head_logits(unlabelled(pixel_values(x, self.exp.pixels))).argmax(dim=1)
+        return self.model.head_logits(self.images(x)).argmax(dim=1)
