@@ -1,4 +1,5 @@
-"""The `ffbench` command line: list, run, sweep, table, data, bench, figure, plot."""
+"""The `ffbench` command line, a thin layer over `ffbench.api`: list, readings, run, ablate,
+sweep, study, table, data, figure, plot, bench."""
 
 from __future__ import annotations
 
@@ -118,10 +119,7 @@ def show_readings(
 
     header, rows = readings.switch_table()
     if fmt == results.TableFormat.markdown:
-        cells = [[c.replace("|", "\\|") for c in r] for r in [header, *rows]]
-        lines = ["| " + " | ".join(r) + " |" for r in cells]
-        lines.insert(1, "|" + "---|" * len(header))
-        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.write(results.markdown(header, rows))
         return
     if fmt != results.TableFormat.rich:
         raise typer.BadParameter("readings prints rich or markdown", param_hint="--format")

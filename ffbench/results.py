@@ -228,8 +228,10 @@ def _signed(x: float) -> str:
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    """A markdown table; a "|" inside a cell is escaped."""
+    cells = [[str(c).replace("|", "\\|") for c in row] for row in [header, *rows]]
+    lines = ["| " + " | ".join(row) + " |" for row in cells]
+    lines.insert(1, "|" + "---|" * len(header))
     return "\n".join(lines) + "\n"
 
 
