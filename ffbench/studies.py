@@ -77,9 +77,10 @@ class Study:
         for name in self.rows:
             row = [name]
             for label in labels:
-                cell = runs[(runs.experiment == name) & (runs.point == label)][column].dropna()
-                if cell.empty:
-                    row.append("-")
+                at = runs[(runs.experiment == name) & (runs.point == label)]
+                cell = at[column].dropna()
+                if cell.empty:  # not run, or every run diverged
+                    row.append(f"diverged (n={len(at)})" if len(at) else "-")
                     continue
                 std = f" ± {cell.std(ddof=1):.2f}" if len(cell) > 1 else ""
                 row.append(f"{cell.mean():.2f}{std} (n={len(cell)})")

@@ -1,6 +1,8 @@
 """Studies (ffbench/studies.py): the depth study's matrix, table and figure; the per-layer
 cosine diagnostic (ffbench/forward_grad.py)."""
 
+import math
+
 import torch
 import torch.nn.functional as F
 from test_results import fake_run
@@ -78,6 +80,10 @@ def test_a_choosing_study_shows_validation_error_only_at_its_own_epochs(tmp_path
     header, rows = study.table(tmp_path)
     assert header[2] == "validation=10000, epochs=30, pixels=standard"
     assert rows == [["FF_best", "-", "2.50 ± 0.71 (n=2)", "-", "-", "-"]]
+    lr = {"validation": 10000, "epochs": 30, "lr": 3e-3}  # the last point, whose run diverged
+    fake_run(tmp_path / "text", "FF_best", 0, "diverged", math.nan, 9.0, lr, suffix="-d",
+             sizes=sizes, **lr)  # fmt: skip
+    assert study.table(tmp_path)[1][0][-1] == "diverged (n=1)"
     out = runner.invoke(app, ["table", "--study", "ff_best_recipe", "--runs-dir", str(tmp_path)])
     assert out.exit_code == 0 and "validation error %" in out.output, out.output
 
