@@ -9,7 +9,6 @@ import math
 import signal
 import sys
 from enum import Enum
-from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -48,6 +47,10 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 def fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    err.print(f"warning: {message}", highlight=False, soft_wrap=True)
 
 
 def asked(e: api.BadRequest) -> typer.BadParameter:
@@ -461,21 +464,20 @@ def show_table(
         header, rows = chosen.table(runs_dir)
         title = f"study {study}: {chosen.column.replace('_', ' ')} % ({runs_dir})"
     else:
-        warn = partial(err.print, highlight=False, soft_wrap=True)
-        runs = results.load_runs(runs_dir, warn=lambda m: warn(f"warning: {m}"))
+        runs = results.load_runs(runs_dir, warn=warn)
         if reading is not None:
             runs = runs[runs.reading == reading]
         if runs.empty:
             err.print(f"no finished runs under {runs_dir}; run `ffbench run NAME` first")
             return
-        agg = results.aggregate(runs)
-        if fmt in results.DATA_FORMATS:
-            emit(results.DATA_FORMATS[fmt](agg), output)
-            return
-        if ablated:
+        if ablated:  # aggregates that row's runs itself
             header, rows = results.ablation(runs, ablated)
+        elif fmt in results.DATA_FORMATS:
+            emit(results.DATA_FORMATS[fmt](results.aggregate(runs)), output)
+            return
         else:
-            header, rows = (results.side_by_side if side else results.display_rows)(agg)
+            view = results.side_by_side if side else results.display_rows
+            header, rows = view(results.aggregate(runs))
     if fmt in results.TEXT_FORMATS:
         emit(results.TEXT_FORMATS[fmt](header, rows), output)
         return
@@ -579,7 +581,7 @@ def figure_ablation(
     check_reading(reading)
     if not runs_dir.is_dir():
         fail(f"runs dir {runs_dir} does not exist; run `ffbench ablate {name}` first")
-    runs = results.load_runs(runs_dir, warn=lambda m: err.print(f"warning: {m}"))
+    runs = results.load_runs(runs_dir, warn=warn)
     target = output or runs_dir / "figures" / f"ablation_{name}_{reading}.png"
     try:
         path = ablation_figure(runs, name, reading, target)
