@@ -68,6 +68,14 @@ class Study:
         return pd.DataFrame(rows, columns=["experiment", "point", "depth", "width", "seed",
                                            "status", "test_error", "validation_error"])  # fmt: skip
 
+    def choice(self, runs_dir: Path) -> dict[str, dict]:
+        """Each row's point with the lowest mean of the study's column over its finished runs
+        (a row with none is left out): what a choosing study chooses, on validation."""
+        runs = self.runs(runs_dir).dropna(subset=[self.column])
+        means = runs.groupby(["experiment", "point"])[self.column].mean()
+        by_label = {point_label(p): p for p in self.settings()}
+        return {row: by_label[means[row].idxmin()] for row in self.rows if row in means}
+
     def table(self, runs_dir: Path, column: str | None = None) -> tuple[list[str], list[list]]:
         """Header and rows: one row per study row, one column per point, each cell the mean ±
         std over seeds of `column` (default: the study's; percent) and n."""
