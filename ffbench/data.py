@@ -185,6 +185,10 @@ class MNIST:
     x_val: torch.Tensor | None = None
     y_val: torch.Tensor | None = None
 
+    def to(self, device: torch.device | str) -> MNIST:
+        """The same images and labels on `device` (the validation split too, where held out)."""
+        return MNIST(*(None if t is None else t.to(device) for t in vars(self).values()))
+
 
 def validation_indices(n_train: int, n: int, seed: int) -> torch.Tensor:
     """The `n` of `n_train` training images a run with `seed` holds out: the first `n` of a

@@ -122,6 +122,20 @@ class Experiment:
 
 # not settings: a row's identity, its reading and where it came from
 FIXED = ("name", "reading", "description", "base", "source")
+
+
+def overrides_of(config: dict) -> dict | None:
+    """A run's settings (its config.json) that differ from its row as registered now, or None
+    for a row not registered here. Read at table time, not trusted from the run's own record:
+    when a row changes (a rate chosen anew), its older runs show as overrides, not as the row."""
+    name = config.get("base") or config.get("name")
+    if name not in REGISTRY or config.get("reading", "text") not in readings.READINGS:
+        return None
+    base = under(REGISTRY[name], config.get("reading", "text")).settings()
+    return {k: config[k] for k, v in base.items() if k not in FIXED and k in config
+            and config[k] != v}  # fmt: skip
+
+
 AT_LEAST = {"epochs": 1, "batch_start": 1, "batch_final": 1, "norm_eps": 0.0,
             "momentum": 0.0, "weight_decay": 0.0, "cooldown": 0.0, "train_subset": 2,
             "validation": 0}  # fmt: skip
@@ -389,7 +403,7 @@ register(
 # One row per method on a 784-256-10 MLP; the study sets the depth through `sizes`. One fixed
 # budget for every run: a constant batch of 100, Adam, 20 epochs, 10,000 training images held
 # out for validation, on which the rates are chosen (the study `depth_rates`, README).
-DEPTH_RATES = {"backprop": 1e-3, "fg_weight": 1e-4, "fg_activity": 1e-3, "fg_local": 1e-3}
+DEPTH_RATES = {"backprop": 1e-3, "fg_weight": 1e-3, "fg_activity": 1e-4, "fg_local": 1e-4}
 for _method, _lr in DEPTH_RATES.items():
     register(
         Experiment(

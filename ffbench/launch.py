@@ -16,6 +16,7 @@ from ffbench.progress import EpochProgress
 from ffbench.runner import (
     Outcome,
     ResumeRefused,
+    RunDiffers,
     RunTaken,
     execute,
     failed_result,
@@ -82,7 +83,7 @@ def run_serial(ui: Screen, matrix, root, dev, runs_dir, options: dict) -> list[O
             with EpochProgress(ui.out, {label: epochs_in_all(exp)}) as progress:
                 out = execute(exp, s, data, dev, runs_dir, on_epoch=progress.for_run(label),
                               **options)  # fmt: skip
-        except (RunTaken, ResumeRefused) as e:
+        except (RunTaken, ResumeRefused, RunDiffers) as e:
             raise LaunchError(str(e)) from None
         except KeyboardInterrupt:
             raise LaunchError(f"{label} interrupted; `ffbench run ... --resume` continues it",
@@ -117,7 +118,7 @@ def run_parallel(ui: Screen, matrix, root, dev, runs_dir, jobs, options: dict,
             label = labels[exp, seed]
             try:
                 out = future.result()
-            except (RunTaken, ResumeRefused) as e:
+            except (RunTaken, ResumeRefused, RunDiffers) as e:
                 out = _failed(exp, seed, dev, runs_dir, str(e))
                 ui.err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             except Exception as e:  # the worker itself died (killed, out of memory)

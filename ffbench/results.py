@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from rich.table import Table
 
-from ffbench.experiment import PAPER, PAPER_ROWS
+from ffbench.experiment import PAPER, PAPER_ROWS, overrides_of
 from ffbench.readings import DEFAULT
 from ffbench.runner import RESULT, read_json
 
@@ -33,7 +33,8 @@ RUN_COLUMNS = [
 
 def load_runs(runs_dir: Path, warn: Callable[[str], None] = print) -> pd.DataFrame:
     """One row per run directory (RUNS/<reading>/<experiment>/seed-S) that holds a readable
-    result.json (others are warned about). Runs from before readings count as `text`."""
+    result.json (others are warned about). Runs from before readings count as `text`; a run's
+    overrides are its settings against its row as registered now (`overrides_of`)."""
     rows = []
     for path in sorted(Path(runs_dir).rglob(RESULT)):
         if any(part.startswith(".") for part in path.relative_to(runs_dir).parts[:-1]):
@@ -49,7 +50,9 @@ def load_runs(runs_dir: Path, warn: Callable[[str], None] = print) -> pd.DataFra
         except (OSError, ValueError, KeyError, TypeError) as e:
             warn(f"skipping {path}: unreadable or incomplete ({type(e).__name__}: {e})")
             continue
-        overrides = result.get("overrides") or {}
+        overrides = overrides_of(config)
+        if overrides is None:  # a row not registered here: as the run recorded it
+            overrides = result.get("overrides") or {}
         row |= {
             "overrides": " ".join(f"{k}={v}" for k, v in sorted(overrides.items())),
             "test_accuracy": float(result.get("test_accuracy", math.nan)),

@@ -27,7 +27,7 @@ import torch
 
 import ffbench
 from ffbench.data import MNIST, digest, validation_indices
-from ffbench.experiment import Experiment
+from ffbench.experiment import FIXED, Experiment
 from ffbench.training import train
 
 RESULT = "result.json"
@@ -42,6 +42,26 @@ class RunTaken(Exception):
 
 class ResumeRefused(Exception):
     """A checkpoint cannot be resumed here; the message says how to go on."""
+
+
+class RunDiffers(Exception):
+    """The finished run in a run directory was made with other settings than the row has now."""
+
+
+def check_same_settings(path: Path, exp: Experiment) -> None:
+    """A run directory's name holds the row's overrides, not its settings: after a row changes
+    (a rate chosen anew), the name of its old run is the name of the new one. Never take the
+    old run for the new: name the settings that differ."""
+    made = read_json(path / "config.json")
+    now = exp.settings()
+    differ = [k for k, v in now.items() if k not in FIXED and k in made and made[k] != v]
+    if differ:
+        was = ", ".join(f"{k}={made[k]}" for k in differ)
+        raise RunDiffers(
+            f"{path} holds a run made with {was}, but {exp.name} now has "
+            f"{', '.join(f'{k}={now[k]}' for k in differ)}; run it again with --force, or "
+            f"pass another --runs-dir"
+        )
 
 
 def short_hash(overrides: dict) -> str:
@@ -294,6 +314,7 @@ def execute(
     path = run_dir(runs_dir, exp, seed, device.type)
     claimed, aside = claim(path, force, resume)
     if not claimed:
+        check_same_settings(path, exp)
         return Outcome(path, read_json(path / RESULT), skipped=True)
     base = {"experiment": exp.name, "reading": exp.reading, "seed": seed, "device": str(device)}
     state = None

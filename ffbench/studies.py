@@ -8,12 +8,14 @@ as rows x points, and a study's figure (`ffbench figure depth`) reads them back.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from ffbench import results
+from ffbench.experiment import overrides_of
 from ffbench.names import UnknownName, lookup
 from ffbench.runner import read_json
 
@@ -39,9 +41,9 @@ class Study:
         return [dict(point) for point in self.points]
 
     def point_of(self, config: dict, overrides: dict) -> dict | None:
-        """The point a run is at, from its config.json and the settings it changed from its
-        row (result.json's overrides): the point's settings, and no other change (so a run
-        shortened with --epochs, or one that changed another setting, is at no point)."""
+        """The point a run is at, from its config.json and the settings it changes from its row
+        as registered now (`overrides_of`): the point's settings, and no other change (so a run
+        shortened with --epochs, or one made at a rate since chosen away, is at no point)."""
         for point in self.settings():
             if set(overrides) <= set(point) and all(
                 config.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in point.items()
@@ -56,7 +58,9 @@ class Study:
         rows = []
         for r in runs[runs.experiment.isin(self.rows)].itertuples():
             config = read_json(Path(r.path) / "config.json")
-            overrides = read_json(Path(r.path) / "result.json").get("overrides") or {}
+            overrides = overrides_of(config)
+            if overrides is None:
+                overrides = read_json(Path(r.path) / "result.json").get("overrides") or {}
             point = self.point_of(config, overrides)
             if point is None:
                 continue
@@ -69,12 +73,19 @@ class Study:
                                            "status", "test_error", "validation_error"])  # fmt: skip
 
     def choice(self, runs_dir: Path) -> dict[str, dict]:
-        """Each row's point with the lowest mean of the study's column over its finished runs
-        (a row with none is left out): what a choosing study chooses, on validation."""
-        runs = self.runs(runs_dir).dropna(subset=[self.column])
-        means = runs.groupby(["experiment", "point"])[self.column].mean()
+        """Each row's point with the lowest mean of the study's column (on validation), over the
+        seeds that every point of the row ran (a point run with more seeds, as a chosen point
+        is by the study that uses it, is not judged on other draws); a run that diverged counts
+        as the worst. A row with no runs is left out."""
+        runs = self.runs(runs_dir)
         by_label = {point_label(p): p for p in self.settings()}
-        return {row: by_label[means[row].idxmin()] for row in self.rows if row in means}
+        chosen = {}
+        for row, mine in runs.groupby("experiment"):
+            seeds = set.intersection(*(set(g.seed) for _, g in mine.groupby("point")))
+            at = mine[mine.seed.isin(seeds)] if seeds else mine
+            means = at.fillna({self.column: math.inf}).groupby("point")[self.column].mean()
+            chosen[row] = by_label[means.idxmin()]
+        return {row: chosen[row] for row in self.rows if row in chosen}
 
     def table(self, runs_dir: Path, column: str | None = None) -> tuple[list[str], list[list]]:
         """Header and rows: one row per study row, one column per point, each cell the mean ±

@@ -99,7 +99,7 @@ def test_a_row_registered_in_a_notebook_runs_in_worker_processes(tmp_path, mnist
     ffbench.register(row)
     try:
         out = ffbench.run("api_nb_row", seeds=[0, 1], jobs=2, runs_dir=tmp_path, progress=False,
-                          **TINY)  # fmt: skip
+                          device="cpu", **TINY)  # fmt: skip
     finally:
         REGISTRY.pop("api_nb_row")
     assert [r.status for r in out] == ["finished", "finished"]

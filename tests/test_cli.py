@@ -128,6 +128,7 @@ def test_sweep_runs_one_local_job_per_experiment_and_seed(tmp_path, mnist_root):
 
 def test_jobs_run_rows_in_parallel_processes_like_one_after_another(tmp_path, mnist_root):
     args = ["--epochs", "2", "--train-subset", "2000"]
+    args += ["--device", "cpu"]  # processes at once are refused on a GPU
     out = invoke("run", "DNN_base", "adj_FFA1_2", *args, "--jobs", "2", "--runs-dir",
                  str(tmp_path / "par"))  # fmt: skip
     assert out.exit_code == 0, out.output

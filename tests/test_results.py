@@ -4,11 +4,12 @@ import math
 import pytest
 
 from ffbench import results
+from ffbench.experiment import get
 from ffbench.runner import write_json
 
 
 def fake_run(
-    root, name, seed, status, acc, seconds, overrides=None, suffix="", readouts=None, **config
+    root, name, seed, status, acc, seconds, /, overrides=None, suffix="", readouts=None, **config
 ):
     """A run directory as `ffbench run` leaves it (only the files the table reads)."""
     path = root / name / f"seed-{seed}{suffix}"
@@ -142,3 +143,13 @@ def test_cpu_and_gpu_runs_are_never_averaged_together(tmp_path):
     agg = results.aggregate(results.load_runs(tmp_path))
     rows = sorted(zip(agg.device, agg.time_s, agg.n, strict=True))
     assert rows == [("cpu", 500.0, 1), ("cuda:0", 20.0, 1)]
+
+
+def test_a_run_made_before_its_row_changed_shows_as_an_override(tmp_path):
+    """Overrides are read against the row as registered now, not as the run recorded them: a
+    run of FG_weight at the rate it had before fg_rates chose 1e-3 is not a run of the row."""
+    row = get("FG_weight").settings()
+    fake_run(tmp_path / "text", "FG_weight", 0, "finished", 0.90, 100.0, **row | {"lr": 3e-4})
+    fake_run(tmp_path / "text", "FG_weight", 1, "finished", 0.95, 100.0, **row)
+    runs = results.load_runs(tmp_path)
+    assert dict(zip(runs.seed, runs.overrides, strict=True)) == {0: "lr=0.0003", 1: ""}

@@ -11,10 +11,12 @@ from ffbench.runner import (
     LOCK,
     RESULT,
     ResumeRefused,
+    RunDiffers,
     RunTaken,
     claim,
     execute,
     load_checkpoint,
+    read_json,
     run_dir,
     save_checkpoint,
     write_json,
@@ -136,3 +138,20 @@ def test_a_cpu_checkpoint_is_not_resumed_on_a_gpu(tmp_path):
                                         "records": []})  # fmt: skip
     with pytest.raises(ResumeRefused, match="made on cpu; resume it with --device cpu"):
         load_checkpoint(tmp_path / "c.pt", torch.device("cuda"))
+
+
+def test_a_finished_run_made_with_other_settings_is_never_taken_for_the_row(tmp_path, synthetic):
+    """A run directory's name holds overrides, not settings: after a row's rate is chosen anew,
+    its old run sits where the new one goes. Refused, naming the setting; the old run is kept."""
+    exp = dataclasses.replace(get("DNN_base"), epochs=1)
+    path = run_dir(tmp_path, exp, 0)
+    path.mkdir(parents=True)
+    write_json(path / "config.json", exp.settings() | {"lr": 3e-4})
+    write_json(
+        path / RESULT, {"experiment": "DNN_base", "status": "finished", "test_accuracy": 0.9}
+    )
+    with pytest.raises(RunDiffers, match=r"made with lr=0.0003, but DNN_base now has lr=0.001;"):
+        execute(exp, 0, synthetic, CPU, tmp_path)
+    assert read_json(path / RESULT)["test_accuracy"] == 0.9
+    write_json(path / "config.json", exp.settings())  # made with the row's settings: done
+    assert execute(exp, 0, synthetic, CPU, tmp_path).skipped

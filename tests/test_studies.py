@@ -2,6 +2,7 @@
 cosine diagnostic (ffbench/forward_grad.py)."""
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -10,11 +11,12 @@ from typer.testing import CliRunner
 
 from ffbench.cli import app
 from ffbench.data import load
+from ffbench.experiment import DEPTH_RATES, REGISTRY
 from ffbench.figures import depth_figure
 from ffbench.forward_grad import Perturbation, activity_perturbed, layer_cosines
 from ffbench.models import MLP
 from ffbench.runner import read_json, write_json
-from ffbench.studies import DEPTH_ROWS, get, mlp, point_label
+from ffbench.studies import DEPTH_ROWS, FF_BEST_BUDGET, get, mlp, point_label
 
 runner = CliRunner()
 
@@ -146,3 +148,52 @@ def test_every_choosing_study_holds_out_validation_images_and_hides_the_test_set
         for point in study.settings():
             for row in study.rows:
                 assert point.get("validation", get_row(row).validation) > 0, (study.name, row)
+
+
+def rate_run(root, row, seed, lr, validation_error, suffix):
+    """A depth_rates-like run of `row` at L = 4 with rate `lr`, recorded as its run recorded
+    overrides then (only sizes: `lr` was the row's rate when it ran)."""
+    config = REGISTRY[row].settings() | {"sizes": list(mlp(4)), "lr": lr}
+    path = fake_run(root / "text", row, seed, "finished", 0.5, 60.0, {"sizes": list(mlp(4))},
+                    suffix=suffix, **config)  # fmt: skip
+    acc = math.nan if validation_error is None else 1 - validation_error / 100
+    write_json(path / "result.json", read_json(path / "result.json") | {"validation_accuracy": acc})
+
+
+def test_a_run_at_a_rate_since_chosen_away_is_at_its_rate_point_not_the_rows(tmp_path):
+    old = 1e-3
+    assert DEPTH_RATES["fg_local"] != old
+    rate_run(tmp_path, "depth_FG_local", 0, old, 12.0, "-a")
+    assert get("depth").runs(tmp_path).empty
+    assert list(get("depth_rates").runs(tmp_path).point) == ["L=4, W=256, lr=0.001"]
+
+
+def test_a_choosing_study_chooses_the_lowest_mean_validation_error(tmp_path):
+    rate_run(tmp_path, "depth_FG_activity", 0, 1e-4, 10.0, "-a")
+    rate_run(tmp_path, "depth_FG_activity", 1, 1e-4, 14.0, "-b")  # mean 12
+    rate_run(tmp_path, "depth_FG_activity", 0, 3e-4, 11.0, "-c")
+    rate_run(tmp_path, "depth_FG_activity", 1, 3e-4, 12.0, "-d")  # mean 11.5
+    rate_run(tmp_path, "depth_FG_activity", 0, 1e-3, None, "-e")  # diverged: the worst
+    rate_run(tmp_path, "depth_FG_activity", 1, 1e-3, 5.0, "-f")
+    chosen = get("depth_rates").choice(tmp_path)
+    assert chosen == {"depth_FG_activity": {"sizes": mlp(4), "lr": 3e-4}}
+
+
+def test_a_choice_compares_points_on_the_seeds_they_share(tmp_path):
+    rate_run(tmp_path, "depth_backprop", 0, 1e-3, 2.2, "-a")
+    rate_run(tmp_path, "depth_backprop", 1, 1e-3, 2.6, "-b")  # a seed only this point ran
+    rate_run(tmp_path, "depth_backprop", 0, 3e-3, 2.3, "-c")
+    assert get("depth_rates").choice(tmp_path)["depth_backprop"]["lr"] == 1e-3
+
+
+def test_the_registered_rates_and_recipe_are_what_validation_chose_in_the_reference_runs():
+    """Every rate of the beyond-rows is the choice, on validation, of its study's committed runs
+    (README): editing a rate without the runs that chose it fails here."""
+    ref = Path(__file__).parents[1] / "runs" / "reference"
+    fg = get("fg_rates").choice(ref)
+    assert {row: p["lr"] for row, p in fg.items()} == {
+        row: REGISTRY[row].lr for row in ("FG_weight", "FG_activity", "FG_local")
+    }
+    depth = get("depth_rates").choice(ref)
+    assert {REGISTRY[row].method.value: p["lr"] for row, p in depth.items()} == DEPTH_RATES
+    assert get("ff_best_recipe").choice(ref) == {"FF_best": dict(FF_BEST_BUDGET)}

@@ -249,7 +249,7 @@ def test_data_on_another_device_is_one_clear_error(synthetic):
 def test_no_step_syncs_with_the_gpu(synthetic, name, reading):
     """On a GPU, torch itself raises at any synchronising call inside an epoch of steps."""
     cuda = torch.device("cuda")
-    data = type(synthetic)(*(t.to(cuda) for t in vars(synthetic).values()))
+    data = synthetic.to(cuda)
     task = make_task(dataclasses.replace(under(get(name), reading), epochs=1), data, cuda)
     gen = torch.Generator(device=cuda).manual_seed(0)
     task.train_epoch(None, 16, gen)  # warm-up: lazy state, first kernels
