@@ -402,7 +402,9 @@ register(
 # Beyond the notes: the depth study (ffbench/studies.py, second seed; Ren et al. 2023, Table 3).
 # One row per method on a 784-256-10 MLP; the study sets the depth through `sizes`. One fixed
 # budget for every run: a constant batch of 100, Adam, 20 epochs, 10,000 training images held
-# out for validation, on which the rates are chosen (the study `depth_rates`, README).
+# out for validation, on which the rates are chosen (the study `depth_rates` at L = 4, seed 0,
+# validation error at 1e-5 .. 3e-3: backprop 2.23 at 1e-3, weight 35.86 at 1e-3, activity 10.44
+# at 1e-4, local 12.04 at 1e-4; README). tests/test_studies.py holds these to the runs.
 DEPTH_RATES = {"backprop": 1e-3, "fg_weight": 1e-3, "fg_activity": 1e-4, "fg_local": 1e-4}
 for _method, _lr in DEPTH_RATES.items():
     register(
