@@ -84,7 +84,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     runs = runs.assign(device_type=runs.device.astype(str).str.split(":").str[0])
     groups = runs.groupby(["experiment", "reading", "overrides", "device_type"], sort=False)
-    for (name, reading, overrides, _), g in groups:
+    for (name, reading, overrides, device_type), g in groups:
         finished = g[g.status == "finished"]
         acc = finished.test_accuracy * 100
         val = finished.validation_accuracy.dropna() * 100
@@ -108,6 +108,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
             "validation_std": val.std(ddof=1) if len(val) > 1 else math.nan,
             "time_s": timed.train_seconds.mean() if len(timed) else math.nan,
             "device": ",".join(sorted(set(g.device))),
+            "device_type": device_type,
             "paper_accuracy": paper.accuracy if paper else math.nan,
             "paper_time_s": paper.time_s if paper else math.nan,
             "status": _status(g.status),
@@ -169,8 +170,9 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 
 def side_by_side(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """One row per experiment (runs without overrides), the paper's number beside each
-    reading's: accuracy mean ± std (n) and time."""
+    """One row per experiment and device type (runs without overrides; a row's GPU runs as
+    `NAME (cuda)`: other kernels, other times), the paper's number beside each reading's:
+    accuracy mean ± std (n) and time."""
     plain = table[table.overrides == ""]
     readings = sorted(set(plain.reading), key=lambda r: (r != DEFAULT, r))
     header = ["Experiment", "Paper %"]
@@ -178,9 +180,10 @@ def side_by_side(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         header += [f"{reading} %", f"{reading} time"]
     header += ["Paper time"]
     rows = []
-    for name, g in plain.groupby("experiment", sort=False):
+    for (name, device_type), g in plain.groupby(["experiment", "device_type"], sort=False):
         first = g.iloc[0]
-        row = [name, _pct(first.paper_accuracy) if name in PAPER else "-"]
+        label = name if device_type == "cpu" else f"{name} ({device_type})"
+        row = [label, _pct(first.paper_accuracy) if name in PAPER else "-"]
         for reading in readings:
             mine = g[g.reading == reading]
             if mine.empty:

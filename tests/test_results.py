@@ -99,8 +99,13 @@ def test_readings_group_apart_and_stand_side_by_side(tmp_path):
     fake_run(tmp_path / "code", "FFA0", 0, "diverged", math.nan, 1500.0, reading="code",
              diverged_epoch=380)  # fmt: skip
     fake_run(tmp_path / "text", "adj_FFA0_1", 0, "finished", 0.1135, 2100.0)
+    gpu = fake_run(tmp_path / "code", "adj_FFA0_1", 0, "finished", 0.53, 90.0, suffix="-cuda",
+                   reading="code")  # fmt: skip
+    write_json(gpu / "result.json", json.loads((gpu / "result.json").read_text())
+               | {"device": "cuda"})  # fmt: skip
     agg = results.aggregate(results.load_runs(tmp_path))
-    got = {(r["experiment"], r["reading"]): r for r in agg.to_dict("records")}
+    got = {(r["experiment"], r["reading"], r["device"]): r for r in agg.to_dict("records")}
+    got = {k[:2]: r for k, r in got.items() if k[2] == "cpu"}
     assert set(got) == {("adj_FFA0_1", "code"), ("adj_FFA0_1", "text"), ("FFA0", "code")}
     assert got["adj_FFA0_1", "code"]["accuracy"] == pytest.approx(50.0)
     assert got["FFA0", "code"]["diverged_epochs"] == "380"
@@ -111,6 +116,7 @@ def test_readings_group_apart_and_stand_side_by_side(tmp_path):
     assert by_name["adj_FFA0_1"][1:6] == ["49.80", "50.00 ± 1.41, n=2", "27:30", "11.35, n=1",
                                           "35:00"]  # fmt: skip
     assert by_name["FFA0"][2] == "NAN (diverged at 380), n=1" and by_name["FFA0"][4] == "-"
+    assert by_name["adj_FFA0_1 (cuda)"][1:5] == ["49.80", "53.00, n=1", "1:30", "-"]
 
 
 def test_the_ablation_view_gives_each_flip_its_change_against_the_same_seeds(tmp_path):
