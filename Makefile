@@ -58,7 +58,7 @@ beyond: data
 	$(BIN)/ffbench table --runs-dir $(RUNS)
 
 # The depth study (README, "Forward gradients as the network deepens"): the rates on validation
-# first (depth_rates, one seed), then backprop and the three forward gradients at L = 1, 2, 4, 8
+# first (depth_rates, one seed), then backprop and the four forward gradients at L = 1, 2, 4, 8
 # (and one wide point) with SEEDS seeds (default 3), its table and its figure.
 DEPTH_SEEDS := $(if $(SEEDS),$(SEEDS),3)
 depth: data

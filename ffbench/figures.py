@@ -211,7 +211,8 @@ def depth_figure(
     runs = study.runs(runs_dir)
     runs = runs[runs.status == "finished"]
     fig, (err_ax, cos_ax) = plt.subplots(1, 2, figsize=(14, 5.5))
-    colors = dict(zip(DEPTH_ROWS, ["black", "tab:red", "tab:blue", "tab:green"], strict=True))
+    colors = dict(zip(DEPTH_ROWS, ["black", "tab:red", "tab:orange", "tab:blue", "tab:green"],
+                      strict=True))  # fmt: skip
     for row in DEPTH_ROWS:
         mine = runs[runs.experiment == row]
         for width, style in ((256, "-o"), (1024, "D")):
@@ -231,7 +232,9 @@ def depth_figure(
 
     x, y = images[:256], labels[:256]
     gen = torch.Generator().manual_seed(0)
-    for kind, color in zip(Perturbation, ["tab:red", "tab:blue", "tab:green"], strict=True):
+    kinds = {Perturbation.weight: "tab:red", Perturbation.joint: "tab:orange",
+             Perturbation.activity: "tab:blue", Perturbation.local: "tab:green"}  # fmt: skip
+    for kind, color in kinds.items():
         for depth, alpha in zip((1, 2, 4, 8), (0.35, 0.55, 0.75, 1.0), strict=True):
             cos = layer_cosines(kind, mlp(depth), x, y, draws, gen)
             cos_ax.plot(range(1, depth + 2), cos, "-o", color=color, alpha=alpha, ms=3,

@@ -10,7 +10,11 @@ the dimension n of v, which is why
 - `activity`: v over each layer's pre-activations, per sample (n = 800 or 10), then the exact
   local step to the weights, dL/dW = (dL/dz)^T h;
 - `local`: as `activity`, but each hidden layer's perturbation measures a local loss (a linear
-  softmax head on that layer, trained on its own), so no signal has to cross layers.
+  softmax head on that layer, trained on its own), so no signal has to cross layers;
+- `joint`: every layer's pre-activations perturbed at once and one jvp of the network's loss
+  (Ren et al. 2023's activity perturbation, one forward pass): each layer's estimate carries the
+  noise of all the others' perturbations, n = all hidden and output units. `activity` pays one
+  jvp per layer to keep them apart, which is why its alignment does not fall with depth.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class Perturbation(str, Enum):
     weight = "weight"
     activity = "activity"
     local = "local"
+    joint = "joint"
 
 
 def weight_perturbed(model: torch.nn.Module, x, y, gen: torch.Generator):
@@ -68,14 +73,7 @@ def activity_perturbed(model: MLP, x, y, gen: torch.Generator, heads=None):
     layers = _linears(model)
     last = len(layers) - 1
     n = len(x)
-    h = x
-    inputs, pre = [], []
-    with torch.no_grad():
-        for i, layer in enumerate(layers):
-            inputs.append(h)
-            z = layer(h)
-            pre.append(z)
-            h = torch.relu(z) if i < last else z
+    inputs, pre, h = _forward(layers, x)
 
     def tail(i):
         """Per-sample loss (already divided by n) as a function of z_i."""
@@ -91,19 +89,68 @@ def activity_perturbed(model: MLP, x, y, gen: torch.Generator, heads=None):
         return f
 
     grads = {}
-    names = {id(p): k for k, p in model.named_parameters()}
     for i, layer in enumerate(layers):
         u = torch.randn(pre[i].shape, generator=gen, device=x.device, dtype=x.dtype)
         _, slope = jvp(tail(i), (pre[i],), (u,))  # per-sample directional derivatives
-        grad_z = slope[:, None] * u
-        grads[names[id(layer.weight)]] = grad_z.T @ inputs[i]
-        grads[names[id(layer.bias)]] = grad_z.sum(0)
+        grads |= _local_step(model, layer, slope[:, None] * u, inputs[i])
     loss = F.cross_entropy(h, y)
     return loss, grads
 
 
+def joint_activity_perturbed(model: MLP, x, y, gen: torch.Generator):
+    """(loss, {name: gradient estimate}) from one perturbation of all layers at once.
+
+    u = (u_1 .. u_L) ~ N(0, I) per sample over every layer's pre-activations, one jvp of the
+    network's loss in offsets added to them gives d_i = sum_l (dL_i/dz_l) . u_l, and every layer
+    takes dL/dz_l ~ d u_l with its exact local step, as `activity_perturbed` does.
+    """
+    layers = _linears(model)
+    last = len(layers) - 1
+    inputs, pre, _ = _forward(layers, x)
+    us = tuple(torch.randn(z.shape, generator=gen, device=x.device, dtype=x.dtype) for z in pre)
+
+    def loss_of(offsets):
+        h = x
+        for i, layer in enumerate(layers):
+            z = layer(h) + offsets[i]
+            h = torch.relu(z) if i < last else z
+        return F.cross_entropy(h, y, reduction="none") / len(x)
+
+    per_sample, slope = jvp(loss_of, (tuple(torch.zeros_like(u) for u in us),), (us,))
+    grads = {}
+    for layer, u, h in zip(layers, us, inputs, strict=True):
+        grads |= _local_step(model, layer, slope[:, None] * u, h)
+    return per_sample.sum().detach(), grads
+
+
+def _forward(layers: list[torch.nn.Linear], x):
+    """Each layer's input and pre-activation, and the output, without a graph."""
+    inputs, pre, h = [], [], x
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            inputs.append(h)
+            pre.append(layer(h))
+            h = torch.relu(pre[-1]) if i < len(layers) - 1 else pre[-1]
+    return inputs, pre, h
+
+
+def _local_step(model: torch.nn.Module, layer: torch.nn.Linear, grad_z, h) -> dict:
+    """A layer's weight and bias gradients from an estimate of dL/dz: (dL/dz)^T h and its sum."""
+    names = {id(p): k for k, p in model.named_parameters()}
+    return {names[id(layer.weight)]: grad_z.T @ h, names[id(layer.bias)]: grad_z.sum(0)}
+
+
+def estimate(kind: Perturbation, model: MLP, x, y, gen: torch.Generator, heads=None):
+    """(loss, {name: gradient estimate}) by the estimator `kind` names."""
+    if kind == Perturbation.weight:
+        return weight_perturbed(model, x, y, gen)
+    if kind == Perturbation.joint:
+        return joint_activity_perturbed(model, x, y, gen)
+    return activity_perturbed(model, x, y, gen, heads)
+
+
 class ForwardGradTask(BackpropTask):
-    """FG_weight / FG_activity / FG_local: the MLP of DNN_base trained by forward gradients."""
+    """FG_weight / FG_activity / FG_local / FG_joint: an MLP trained by forward gradients."""
 
     def __init__(self, exp, data, device: torch.device):
         super().__init__(exp, data, device)
@@ -117,10 +164,7 @@ class ForwardGradTask(BackpropTask):
             self.optimizers = [make_optimizer(exp.optimizer, params, exp.lr, device)]
 
     def batch_gradients(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
-        if self.kind == Perturbation.weight:
-            loss, grads = weight_perturbed(self.model, x, y, gen)
-        else:
-            loss, grads = activity_perturbed(self.model, x, y, gen, self.heads)
+        loss, grads = estimate(self.kind, self.model, x, y, gen, self.heads)
         params = dict(self.model.named_parameters())
         for k, g in grads.items():
             params[k].grad = g
@@ -139,7 +183,7 @@ def layer_cosines(
 ) -> list[float]:  # fmt: skip
     """Mean |cos| between `draws` forward-gradient estimates of each layer's weight gradient and
     the gradient it is an unbiased estimate of, on the batch (x, y), at a fresh initialisation
-    (seed 0): the network's loss for weight and activity perturbation; for local losses, a
+    (seed 0): the network's loss for weight, activity and joint perturbation; for local losses, a
     hidden layer's own head's loss with its input held fixed (the last layer: the network's)."""
     torch.manual_seed(0)
     model = MLP(sizes)
@@ -159,10 +203,7 @@ def layer_cosines(
     names = {id(p): k for k, p in model.named_parameters()}
     sums = [0.0] * len(layers)
     for _ in range(draws):
-        if kind == Perturbation.weight:
-            _, est = weight_perturbed(model, x, y, gen)
-        else:
-            _, est = activity_perturbed(model, x, y, gen, heads)
+        _, est = estimate(kind, model, x, y, gen, heads)
         for i, layer in enumerate(layers):
             got = est[names[id(layer.weight)]].flatten()
             sums[i] += F.cosine_similarity(got, true[i], dim=0).abs().item()

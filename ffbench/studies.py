@@ -19,7 +19,8 @@ from ffbench.experiment import overrides_of
 from ffbench.names import UnknownName, lookup
 from ffbench.runner import read_json
 
-DEPTH_ROWS = ("depth_backprop", "depth_FG_weight", "depth_FG_activity", "depth_FG_local")
+DEPTH_ROWS = ("depth_backprop", "depth_FG_weight", "depth_FG_joint", "depth_FG_activity",
+              "depth_FG_local")  # fmt: skip
 
 
 def mlp(depth: int, width: int = 256) -> tuple[int, ...]:

@@ -27,7 +27,7 @@ EVAL_CHUNK = 10000
 # The task of each method: its model, optimizers, `train_epoch` and `predict`.
 TASKS = {Method.backprop: BackpropTask, Method.ff: FFTask, Method.ff_best: FFBestTask,
          Method.fg_weight: ForwardGradTask, Method.fg_activity: ForwardGradTask,
-         Method.fg_local: ForwardGradTask}  # fmt: skip
+         Method.fg_local: ForwardGradTask, Method.fg_joint: ForwardGradTask}  # fmt: skip
 
 
 def flush_denormals() -> None:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ffbench.experiment import get
-from ffbench.forward_grad import activity_perturbed, weight_perturbed
+from ffbench.forward_grad import activity_perturbed, joint_activity_perturbed, weight_perturbed
 from ffbench.models import MLP
 from ffbench.training import train
 
@@ -71,7 +71,30 @@ def test_activity_perturbation_slope_is_the_exact_directional_derivative():
         torch.testing.assert_close(est[f"{name}.bias"], grad_z.sum(0))
 
 
-@pytest.mark.parametrize("estimator", [weight_perturbed, activity_perturbed])
+def test_joint_perturbation_slope_sums_every_layers_directional_derivative():
+    """One jvp for all layers: d = (dL/dz_0 . u_0) + (dL/dz_1 . u_1) per sample, and every
+    layer's estimate is (d u_i)^T h_(i-1), to the last digit."""
+    model, x, y, _ = small_problem()
+    first, second = model.net[0], model.net[2]
+    z0 = first(x).detach().requires_grad_()
+    z1 = second(torch.relu(z0))
+    F.cross_entropy(z1, y, reduction="sum").div(len(x)).backward(inputs=[z0])
+    z1 = z1.detach().requires_grad_()
+    F.cross_entropy(z1, y, reduction="sum").div(len(x)).backward()
+    gen = torch.Generator().manual_seed(5)
+    state = gen.get_state()
+    _, est = joint_activity_perturbed(model, x, y, gen)
+    gen.set_state(state)
+    u0, u1 = (torch.randn(z.shape, generator=gen, dtype=z.dtype) for z in (z0, z1))
+    d = (z0.grad * u0).sum(1, keepdim=True) + (z1.grad * u1).sum(1, keepdim=True)
+    h1 = torch.relu(z0).detach()
+    for u, h, name in ((u0, x, "net.0"), (u1, h1, "net.2")):
+        torch.testing.assert_close(est[f"{name}.weight"], (d * u).T @ h)
+        torch.testing.assert_close(est[f"{name}.bias"], (d * u).sum(0))
+
+
+@pytest.mark.parametrize("estimator", [weight_perturbed, activity_perturbed,
+                                       joint_activity_perturbed])  # fmt: skip
 def test_forward_gradient_is_unbiased(estimator):
     model, x, y, true = small_problem()
     g = flat(true, model)
