@@ -1,5 +1,5 @@
 """The `ffbench` command line, a thin layer over `ffbench.api`: list, readings, run, ablate,
-sweep, study, table, data, figure, plot, bench."""
+sweep, study, table, data, bench; figure and plot are in ffbench/cli_figures.py."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from rich.console import Console
 from ffbench import api, readings, results
 from ffbench import data as mnist
 from ffbench import options as opt
+from ffbench.cli_figures import figure_app, plot_runs
 from ffbench.config import ConfigError, load_rows
 from ffbench.experiment import (
     PAPER,
@@ -32,6 +33,7 @@ from ffbench.experiment import (
 from ffbench.launch import LaunchError, Screen
 from ffbench.runner import run_dir, run_state, write_atomic
 from ffbench.sweep import ExecutorKind
+from ffbench.terminal import asked, check_reading, console, err, fail, warn
 
 app = typer.Typer(
     add_completion=False,
@@ -40,22 +42,6 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain click errors: one line naming the problem and the fix
     help="Reproduce and extend the MNIST table of the Notes on the Forward-Forward Algorithm.",
 )
-console = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-
-
-def fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def warn(message: str) -> None:
-    err.print(f"warning: {message}", highlight=False, soft_wrap=True)
-
-
-def asked(e: api.BadRequest) -> typer.BadParameter:
-    """An API's bad request as the command line says it: one line naming the option."""
-    return typer.BadParameter(str(e), param_hint=e.param)
 
 
 def resolve_device(device: opt.Device) -> torch.device:
@@ -230,13 +216,6 @@ def launch(matrix, dry_run, device, jobs, runs_dir, data_dir, eval_every, force,
         fail(str(e), e.code)
     if any(out.result["status"] == "failed" for out in outcomes):
         raise typer.Exit(1)
-
-
-def check_reading(reading: str) -> None:
-    try:
-        api.check_reading(reading)
-    except api.BadRequest as e:
-        raise asked(e) from None
 
 
 def flags(params: dict) -> dict:
@@ -516,100 +495,6 @@ def fetch_data(
     console.print(f"MNIST ok: {path}", highlight=False)
 
 
-figure_app = typer.Typer(help="Figures of the notes and the seeds, as PNG files.")
-app.add_typer(figure_app, name="figure")
-
-
-@figure_app.command("losses")
-def figure_losses(runs_dir: opt.RunsDir = Path("runs"), output: opt.FigureOutput = None) -> None:
-    """L0, L1 and their adjusted forms against goodness, for theta = 0, 1, 2 (section 3.2)."""
-    from ffbench.figures import losses_figure
-
-    path = losses_figure(output or runs_dir / "figures" / "losses.png")
-    console.print(f"wrote {path}", highlight=False)
-
-
-@figure_app.command("cosine")
-def figure_cosine(
-    runs_dir: opt.RunsDir = Path("runs"),
-    output: opt.FigureOutput = None,
-    data_dir: opt.DataDir = None,
-) -> None:
-    """|cos| of random directions as n grows, and of forward gradients on our MLP."""
-    from ffbench.figures import cosine_figure
-
-    try:
-        data = mnist.load(data_dir or mnist.default_data_dir(), "cpu", 256, log=err.print)
-    except mnist.DataError as e:
-        fail(str(e))
-    path = cosine_figure(output or runs_dir / "figures" / "cosine.png", data.x_train, data.y_train)
-    console.print(f"wrote {path}", highlight=False)
-
-
-@figure_app.command("depth")
-def figure_depth(
-    runs_dir: opt.RunsDir = Path("runs"),
-    output: opt.FigureOutput = None,
-    data_dir: opt.DataDir = None,
-) -> None:
-    """The depth study: test error against depth per method (seeds as error bars), and the
-    |cos| of each method's gradient estimate per layer at each depth."""
-    from ffbench.figures import depth_figure
-
-    if not runs_dir.is_dir():
-        fail(f"runs dir {runs_dir} does not exist; run `ffbench study depth` first")
-    try:
-        data = mnist.load(data_dir or mnist.default_data_dir(), "cpu", 256, log=err.print)
-    except mnist.DataError as e:
-        fail(str(e))
-    path = depth_figure(runs_dir, output or runs_dir / "figures" / "depth.png", data.x_train,
-                        data.y_train)  # fmt: skip
-    console.print(f"wrote {path}", highlight=False)
-
-
-@figure_app.command("ablation")
-def figure_ablation(
-    name: Annotated[str, typer.Argument(help="The ablated row, e.g. adj_FFA0_1.")],
-    reading: opt.ReadingOpt = readings.DEFAULT,
-    runs_dir: opt.RunsDir = Path("runs"),
-    output: opt.FigureOutput = None,
-) -> None:
-    """`ffbench ablate`'s runs: each flipped switch's change in test accuracy (same seeds),
-    beside the spread of the unflipped row's seeds."""
-    from ffbench.figures import ablation_figure
-
-    check_reading(reading)
-    if not runs_dir.is_dir():
-        fail(f"runs dir {runs_dir} does not exist; run `ffbench ablate {name}` first")
-    runs = results.load_runs(runs_dir, warn=warn)
-    target = output or runs_dir / "figures" / f"ablation_{name}_{reading}.png"
-    try:
-        path = ablation_figure(runs, name, reading, target)
-    except ValueError as e:
-        fail(str(e))
-    console.print(f"wrote {path}", highlight=False)
-
-
-@app.command("plot")
-def plot_runs(
-    runs: Annotated[list[Path], typer.Argument(help="Run directories (RUNS/<name>/seed-<S>...).")],
-    output: opt.FigureOutput = None,
-    runs_dir: opt.RunsDir = Path("runs"),
-) -> None:
-    """Learning curves (loss, and test accuracy where recorded) of runs on one figure."""
-    from ffbench.figures import learning_curves
-
-    for run in runs:
-        if not (run / "metrics.csv").is_file():
-            raise typer.BadParameter(
-                f"{run} has no metrics.csv; give run directories such as "
-                f"{runs_dir}/DNN_base/seed-0",
-                param_hint="RUNS",
-            )
-    path = learning_curves(runs, output or runs_dir / "figures" / "curves.png")
-    console.print(f"wrote {path}", highlight=False)
-
-
 class BenchFormat(str, Enum):
     rich = "rich"
     json = "json"
@@ -650,6 +535,10 @@ def benchmark(
     for r in rows:
         out.add_row(*(str(r[k]) if isinstance(r[k], int) else f"{r[k]:.3g}" for k in keys))
     console.print(out)
+
+
+app.add_typer(figure_app, name="figure")  # ffbench/cli_figures.py
+app.command("plot")(plot_runs)
 
 
 def _terminate(signum, frame):
