@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 from ffbench import results  # noqa: E402
 from ffbench.losses import Loss, ff_loss_terms  # noqa: E402
@@ -227,6 +228,9 @@ def depth_figure(
     err_ax.set(xscale="log", xticks=[1, 2, 4, 8], xticklabels=["1", "2", "4", "8"], yscale="log",
                xlabel="hidden layers L (784-256xL-10)", ylabel="test error (%)",
                title=f"test error, mean ± std over seeds ({runs_dir})")  # fmt: skip
+    err_ax.xaxis.set_minor_formatter(NullFormatter())  # no 3x10^0 between the depths
+    err_ax.yaxis.set_major_formatter(ScalarFormatter())
+    err_ax.yaxis.set_minor_formatter(ScalarFormatter())
     err_ax.grid(alpha=0.3, which="both")
     err_ax.legend(fontsize=8)
 
