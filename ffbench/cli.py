@@ -414,6 +414,9 @@ def show_table(
             "test error % (mean ± std, n).",
         ),  # fmt: skip
     ] = None,
+    paper: Annotated[
+        bool, typer.Option("--paper", help="Only the rows of the notes' table.")
+    ] = False,
     fmt: opt.Format = results.TableFormat.rich,
     output: Annotated[
         Path | None, typer.Option("--output", help="Write to this file instead of stdout.")
@@ -446,6 +449,8 @@ def show_table(
         runs = results.load_runs(runs_dir, warn=warn)
         if reading is not None:
             runs = runs[runs.reading == reading]
+        if paper:
+            runs = runs[runs.experiment.isin(PAPER)]
         if runs.empty:
             err.print(f"no finished runs under {runs_dir}; run `ffbench run NAME` first")
             return

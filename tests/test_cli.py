@@ -178,3 +178,15 @@ def test_ablate_flips_one_switch_per_run(tmp_path):
     for flipped in ("pixels=unit", "bias=True", "batching=disjoint", "dnn_output=logits_ce"):
         assert flipped in out.output
     assert "7 runs" in out.output  # the base run and six flips
+
+
+def test_table_paper_keeps_the_notes_rows_only(tmp_path):
+    from test_results import fake_run
+
+    fake_run(tmp_path / "code", "DNN_base", 0, "finished", 0.976, 500.0, reading="code")
+    fake_run(tmp_path / "text", "FG_weight", 0, "finished", 0.86, 200.0)
+    out = invoke("table", "--runs-dir", str(tmp_path), "--paper", "--format", "csv")
+    assert out.exit_code == 0, out.output
+    assert "DNN_base" in out.output and "FG_weight" not in out.output
+    both = invoke("table", "--runs-dir", str(tmp_path), "--format", "csv")
+    assert "FG_weight" in both.output
