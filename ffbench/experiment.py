@@ -132,8 +132,13 @@ def overrides_of(config: dict) -> dict | None:
     name = config.get("base") or config.get("name")
     if name not in REGISTRY or config.get("reading", "text") not in readings.READINGS:
         return None
-    base = under(REGISTRY[name], config.get("reading", "text")).settings()
-    return {k: config[k] for k, v in base.items() if k not in FIXED and k in config
+    return differences(config, under(REGISTRY[name], config.get("reading", "text")).settings())
+
+
+def differences(config: dict, settings: dict) -> dict:
+    """The settings a run's config.json holds otherwise than `settings` (a setting it lacks is
+    from before that setting existed, not a difference)."""
+    return {k: config[k] for k, v in settings.items() if k not in FIXED and k in config
             and config[k] != v}  # fmt: skip
 
 

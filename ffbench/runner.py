@@ -27,7 +27,7 @@ import torch
 
 import ffbench
 from ffbench.data import MNIST, digest, validation_indices
-from ffbench.experiment import FIXED, Experiment
+from ffbench.experiment import Experiment, differences
 from ffbench.training import train
 
 RESULT = "result.json"
@@ -52,11 +52,9 @@ def check_same_settings(path: Path, exp: Experiment) -> None:
     """A run directory's name holds the row's overrides, not its settings: after a row changes
     (a rate chosen anew), the name of its old run is the name of the new one. Never take the
     old run for the new: name the settings that differ."""
-    made = read_json(path / "config.json")
     now = exp.settings()
-    differ = [k for k, v in now.items() if k not in FIXED and k in made and made[k] != v]
-    if differ:
-        was = ", ".join(f"{k}={made[k]}" for k in differ)
+    if differ := differences(read_json(path / "config.json"), now):
+        was = ", ".join(f"{k}={v}" for k, v in differ.items())
         raise RunDiffers(
             f"{path} holds a run made with {was}, but {exp.name} now has "
             f"{', '.join(f'{k}={now[k]}' for k in differ)}; run it again with --force, or "
