@@ -12,7 +12,7 @@ the dimension n of v, which is why
 - `local`: as `activity`, but each hidden layer's perturbation measures a local loss (a linear
   softmax head on that layer, trained on its own), so no signal has to cross layers;
 - `joint`: every layer's pre-activations perturbed at once and one jvp of the network's loss
-  (Ren et al. 2023's activity perturbation, one forward pass): each layer's estimate carries the
+  (the one-pass activity perturbation, as in Ren et al. 2023): each layer's estimate carries the
   noise of all the others' perturbations, n = all hidden and output units. `activity` pays one
   jvp per layer to keep them apart, which is why its alignment does not fall with depth.
 """
