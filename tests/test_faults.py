@@ -119,14 +119,14 @@ def test_sigterm_leaves_an_interrupted_run_that_resume_finishes_exactly(tmp_path
 
 def test_a_rerun_without_resume_starts_an_interrupted_run_again(tmp_path, mnist_root):
     runs = tmp_path / "runs"
-    proc = start_run(runs, "--epochs", "5")
+    proc = start_run(runs)  # 40 epochs: still running when the signal comes, even on a busy CPU
     wait_for_epoch(proc, 2)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=120)
     assert proc.returncode == 130
     (path,) = (runs / "code" / "adj_FFA0_1").iterdir()
     assert not (path / RESULT).exists()
-    out = invoke("run", "adj_FFA0_1", "--epochs", 5, *SMALL, "--runs-dir", runs)
+    out = invoke("run", "adj_FFA0_1", "--epochs", 40, *SMALL, "--runs-dir", runs)
     assert out.exit_code == 0
     result, _ = result_of(runs, "adj_FFA0_1")
     assert result["status"] == "finished" and result["resumed_from_epoch"] is None
