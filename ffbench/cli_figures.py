@@ -16,6 +16,14 @@ from ffbench.terminal import check_reading, console, err, fail, warn
 figure_app = typer.Typer(help="Figures of the notes and the seeds, as PNG files.")
 
 
+def first_images(data_dir: Path | None) -> mnist.MNIST:
+    """MNIST's first 256 training images, on the CPU: the batch the cosine figures measure on."""
+    try:
+        return mnist.load(data_dir or mnist.default_data_dir(), "cpu", 256, log=err.print)
+    except mnist.DataError as e:
+        fail(str(e))
+
+
 @figure_app.command("losses")
 def figure_losses(runs_dir: opt.RunsDir = Path("runs"), output: opt.FigureOutput = None) -> None:
     """L0, L1 and their adjusted forms against goodness, for theta = 0, 1, 2 (section 3.2)."""
@@ -34,10 +42,7 @@ def figure_cosine(
     """|cos| of random directions as n grows, and of forward gradients on our MLP."""
     from ffbench.figures import cosine_figure
 
-    try:
-        data = mnist.load(data_dir or mnist.default_data_dir(), "cpu", 256, log=err.print)
-    except mnist.DataError as e:
-        fail(str(e))
+    data = first_images(data_dir)
     path = cosine_figure(output or runs_dir / "figures" / "cosine.png", data.x_train, data.y_train)
     console.print(f"wrote {path}", highlight=False)
 
@@ -54,10 +59,7 @@ def figure_depth(
 
     if not runs_dir.is_dir():
         fail(f"runs dir {runs_dir} does not exist; run `ffbench study depth` first")
-    try:
-        data = mnist.load(data_dir or mnist.default_data_dir(), "cpu", 256, log=err.print)
-    except mnist.DataError as e:
-        fail(str(e))
+    data = first_images(data_dir)
     path = depth_figure(runs_dir, output or runs_dir / "figures" / "depth.png", data.x_train,
                         data.y_train)  # fmt: skip
     console.print(f"wrote {path}", highlight=False)

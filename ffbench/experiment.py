@@ -125,13 +125,14 @@ class Experiment:
 FIXED = ("name", "reading", "description", "base", "source")
 
 
-def overrides_of(config: dict) -> dict | None:
-    """A run's settings (its config.json) that differ from its row as registered now, or None
-    for a row not registered here. Read at table time, not trusted from the run's own record:
-    when a row changes (a rate chosen anew), its older runs show as overrides, not as the row."""
+def overrides_of(config: dict, recorded: dict | None) -> dict:
+    """A run's settings (its config.json) that differ from its row as registered now; for a row
+    not registered here, the overrides the run `recorded` (its result.json's). Read at table
+    time: when a row changes (a rate chosen anew), its older runs show as overrides, not as the
+    row."""
     name = config.get("base") or config.get("name")
     if name not in REGISTRY or config.get("reading", "text") not in readings.READINGS:
-        return None
+        return recorded or {}
     return differences(config, under(REGISTRY[name], config.get("reading", "text")).settings())
 
 

@@ -88,11 +88,11 @@ def activity_perturbed(model: MLP, x, y, gen: torch.Generator, heads=None):
 
         return f
 
-    grads = {}
+    grads, names = {}, _names(model)
     for i, layer in enumerate(layers):
         u = torch.randn(pre[i].shape, generator=gen, device=x.device, dtype=x.dtype)
         _, slope = jvp(tail(i), (pre[i],), (u,))  # per-sample directional derivatives
-        grads |= _local_step(model, layer, slope[:, None] * u, inputs[i])
+        grads |= _local_step(names, layer, slope[:, None] * u, inputs[i])
     loss = F.cross_entropy(h, y)
     return loss, grads
 
@@ -117,9 +117,9 @@ def joint_activity_perturbed(model: MLP, x, y, gen: torch.Generator):
         return F.cross_entropy(h, y, reduction="none") / len(x)
 
     per_sample, slope = jvp(loss_of, (tuple(torch.zeros_like(u) for u in us),), (us,))
-    grads = {}
+    grads, names = {}, _names(model)
     for layer, u, h in zip(layers, us, inputs, strict=True):
-        grads |= _local_step(model, layer, slope[:, None] * u, h)
+        grads |= _local_step(names, layer, slope[:, None] * u, h)
     return per_sample.sum().detach(), grads
 
 
@@ -134,9 +134,13 @@ def _forward(layers: list[torch.nn.Linear], x):
     return inputs, pre, h
 
 
-def _local_step(model: torch.nn.Module, layer: torch.nn.Linear, grad_z, h) -> dict:
-    """A layer's weight and bias gradients from an estimate of dL/dz: (dL/dz)^T h and its sum."""
-    names = {id(p): k for k, p in model.named_parameters()}
+def _names(model: torch.nn.Module) -> dict[int, str]:
+    return {id(p): k for k, p in model.named_parameters()}
+
+
+def _local_step(names: dict[int, str], layer: torch.nn.Linear, grad_z, h) -> dict:
+    """A layer's weight and bias gradients, by parameter name (`_names`), from an estimate of
+    dL/dz: (dL/dz)^T h and its sum."""
     return {names[id(layer.weight)]: grad_z.T @ h, names[id(layer.bias)]: grad_z.sum(0)}
 
 
@@ -200,7 +204,7 @@ def layer_cosines(
     else:
         F.cross_entropy(model(x), y).backward()
     true = [layer.weight.grad.flatten() for layer in layers]
-    names = {id(p): k for k, p in model.named_parameters()}
+    names = _names(model)
     sums = [0.0] * len(layers)
     for _ in range(draws):
         _, est = estimate(kind, model, x, y, gen, heads)

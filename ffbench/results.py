@@ -50,9 +50,7 @@ def load_runs(runs_dir: Path, warn: Callable[[str], None] = print) -> pd.DataFra
         except (OSError, ValueError, KeyError, TypeError) as e:
             warn(f"skipping {path}: unreadable or incomplete ({type(e).__name__}: {e})")
             continue
-        overrides = overrides_of(config)
-        if overrides is None:  # a row not registered here: as the run recorded it
-            overrides = result.get("overrides") or {}
+        overrides = overrides_of(config, result.get("overrides"))
         row |= {
             "overrides": " ".join(f"{k}={v}" for k, v in sorted(overrides.items())),
             "test_accuracy": float(result.get("test_accuracy", math.nan)),

@@ -59,10 +59,8 @@ class Study:
         rows = []
         for r in runs[runs.experiment.isin(self.rows)].itertuples():
             config = read_json(Path(r.path) / "config.json")
-            overrides = overrides_of(config)
-            if overrides is None:
-                overrides = read_json(Path(r.path) / "result.json").get("overrides") or {}
-            point = self.point_of(config, overrides)
+            recorded = read_json(Path(r.path) / "result.json").get("overrides")
+            point = self.point_of(config, overrides_of(config, recorded))
             if point is None:
                 continue
             sizes = config["sizes"]
