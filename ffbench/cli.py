@@ -31,7 +31,7 @@ from ffbench.experiment import (
     parse_setting,
 )
 from ffbench.launch import LaunchError, Screen
-from ffbench.runner import run_dir, run_state, write_atomic
+from ffbench.runner import changed_settings, run_dir, run_state, write_atomic
 from ffbench.sweep import ExecutorKind
 from ffbench.terminal import asked, check_reading, console, err, fail, warn
 
@@ -268,7 +268,10 @@ def show_matrix(matrix: list[tuple[Experiment, int]], runs_dir: Path, device_typ
     for exp, s in matrix:
         path = run_dir(runs_dir, exp, s, device_type)
         over = " ".join(f"{k}={v}" for k, v in sorted(exp.overrides().items()))
-        out.add_row(exp.name, str(s), over, str(path), run_state(path))
+        state = run_state(path)
+        if was := changed_settings(path, exp):  # runner.rehome moves it to its own name
+            state = f"made with {' '.join(f'{k}={v}' for k, v in was.items())}: kept, run anew"
+        out.add_row(exp.name, str(s), over, str(path), state)
     console.print(out)
 
 

@@ -27,7 +27,7 @@ import torch
 
 import ffbench
 from ffbench.data import MNIST, digest, validation_indices
-from ffbench.experiment import Experiment, differences
+from ffbench.experiment import Experiment, differences, overrides_of
 from ffbench.training import train
 
 RESULT = "result.json"
@@ -48,29 +48,46 @@ class RunDiffers(Exception):
     """The finished run in a run directory was made with other settings than the row has now."""
 
 
-def check_same_settings(path: Path, exp: Experiment) -> None:
-    """A run directory's name holds the row's overrides, not its settings: after a row changes
-    (a rate chosen anew), the name of its old run is the name of the new one. Never take the
-    old run for the new: name the settings that differ."""
-    now = exp.settings()
-    if differ := differences(read_json(path / "config.json"), now):
-        was = ", ".join(f"{k}={v}" for k, v in differ.items())
+def changed_settings(path: Path, exp: Experiment) -> dict:
+    """The settings a finished run in `path` was made with otherwise than `exp` has them now: a
+    run directory's name holds the row's overrides, not its settings, so after a row changes (a
+    rate chosen anew) its old run sits where the new one goes."""
+    if not (path / RESULT).exists():
+        return {}
+    return differences(read_json(path / "config.json"), exp.settings())
+
+
+def rehome(path: Path, exp: Experiment, seed: int, device_type: str) -> Path | None:
+    """Move a finished run in `path` made with other settings than `exp` has now to the name
+    those settings have under the registry as it is now (`seed-0-<hash>`, where the table shows
+    them as overrides), so the row's new run can take `path` and the old one is kept. Returns
+    where it went; None when there was nothing to move."""
+    if not (was := changed_settings(path, exp)):
+        return None
+    recorded = read_json(path / RESULT).get("overrides")
+    overrides = overrides_of(read_json(path / "config.json"), recorded)
+    home = run_dir(path.parents[2], exp, seed, device_type, overrides)
+    if home == path or home.exists():
         raise RunDiffers(
-            f"{path} holds a run made with {was}, but {exp.name} now has "
-            f"{', '.join(f'{k}={now[k]}' for k in differ)}; run it again with --force, or "
-            f"pass another --runs-dir"
+            f"{path} holds a run made with {', '.join(f'{k}={v}' for k, v in was.items())}, "
+            f"not {exp.name}'s settings now, and {home} is taken; run it again with --force, "
+            f"or pass another --runs-dir"
         )
+    os.rename(path, home)
+    return home
 
 
 def short_hash(overrides: dict) -> str:
     return hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def run_dir(runs_dir: Path, exp: Experiment, seed: int, device_type: str = "cpu") -> Path:
+def run_dir(runs_dir: Path, exp: Experiment, seed: int, device_type: str = "cpu",
+            overrides: dict | None = None) -> Path:  # fmt: skip
     """Where a run lives, `RUNS/<reading>/<experiment>/seed-<S>`; a run on another device than
     the CPU adds its type (`seed-0-cuda`: other kernels, other times, another run), and settings
-    that differ from the registry's row under that reading add a short hash."""
-    overrides = exp.overrides()
+    that differ from the registry's row under that reading (`overrides`, by default the row's)
+    add a short hash."""
+    overrides = exp.overrides() if overrides is None else overrides
     suffix = ("" if device_type == "cpu" else f"-{device_type}") + (
         f"-{short_hash(overrides)}" if overrides else ""
     )
@@ -310,9 +327,9 @@ def execute(
     """Run `exp` with `seed` into its run directory, or return the finished result already there.
     A checkpoint is kept every `checkpoint_every` epochs; `resume` continues from it."""
     path = run_dir(runs_dir, exp, seed, device.type)
+    rehome(path, exp, seed, device.type)
     claimed, aside = claim(path, force, resume)
     if not claimed:
-        check_same_settings(path, exp)
         return Outcome(path, read_json(path / RESULT), skipped=True)
     base = {"experiment": exp.name, "reading": exp.reading, "seed": seed, "device": str(device)}
     state = None

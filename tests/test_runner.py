@@ -19,6 +19,7 @@ from ffbench.runner import (
     read_json,
     run_dir,
     save_checkpoint,
+    short_hash,
     write_json,
 )
 
@@ -140,18 +141,32 @@ def test_a_cpu_checkpoint_is_not_resumed_on_a_gpu(tmp_path):
         load_checkpoint(tmp_path / "c.pt", torch.device("cuda"))
 
 
-def test_a_finished_run_made_with_other_settings_is_never_taken_for_the_row(tmp_path, synthetic):
+def test_a_finished_run_made_with_other_settings_moves_to_its_own_name(tmp_path, synthetic):
     """A run directory's name holds overrides, not settings: after a row's rate is chosen anew,
-    its old run sits where the new one goes. Refused, naming the setting; the old run is kept."""
-    exp = dataclasses.replace(get("DNN_base"), epochs=1)
+    its old run sits where the new one goes. The old run moves to the name its settings have now
+    (the hash of lr=0.0003, as `--lr 0.0003` would name it), untouched; the row runs anew."""
+    exp = dataclasses.replace(get("DNN_base"), epochs=1, train_subset=64)
     path = run_dir(tmp_path, exp, 0)
     path.mkdir(parents=True)
     write_json(path / "config.json", exp.settings() | {"lr": 3e-4})
-    write_json(
-        path / RESULT, {"experiment": "DNN_base", "status": "finished", "test_accuracy": 0.9}
-    )
-    with pytest.raises(RunDiffers, match=r"made with lr=0.0003, but DNN_base now has lr=0.001;"):
+    write_json(path / RESULT, {"experiment": "DNN_base", "status": "finished",
+                               "test_accuracy": 0.9})  # fmt: skip
+    out = execute(exp, 0, synthetic, CPU, tmp_path)
+    assert not out.skipped and read_json(path / "config.json")["lr"] == exp.lr
+    old = path.with_name(f"seed-0-{short_hash({'epochs': 1, 'lr': 3e-4, 'train_subset': 64})}")
+    assert read_json(old / RESULT)["test_accuracy"] == 0.9
+    assert read_json(old / "config.json")["lr"] == 3e-4
+
+
+def test_a_changed_run_whose_own_name_is_taken_is_refused(tmp_path, synthetic):
+    exp = get("DNN_base")  # never trained here: the last call finds the row's run done
+    path, other = run_dir(tmp_path, exp, 0), run_dir(tmp_path, exp, 0, overrides={"lr": 3e-4})
+    for p in (path, other):
+        p.mkdir(parents=True)
+        write_json(p / "config.json", exp.settings() | {"lr": 3e-4})
+        write_json(p / RESULT, {"experiment": "DNN_base", "status": "finished"})
+    with pytest.raises(RunDiffers, match=r"made with lr=0.0003, not DNN_base's settings now"):
         execute(exp, 0, synthetic, CPU, tmp_path)
-    assert read_json(path / RESULT)["test_accuracy"] == 0.9
+    assert read_json(path / "config.json")["lr"] == 3e-4
     write_json(path / "config.json", exp.settings())  # made with the row's settings: done
     assert execute(exp, 0, synthetic, CPU, tmp_path).skipped
