@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -93,6 +94,20 @@ def test_dry_run_lists_the_matrix_and_writes_nothing(tmp_path):
     assert out.exit_code == 0
     assert out.output.count("missing") == 6 and "FFA1" in out.output
     assert not runs.exists()
+
+
+def test_dry_run_says_a_run_made_before_its_row_changed_is_kept_and_run_anew(tmp_path, monkeypatch):
+    from ffbench.experiment import get
+    from ffbench.runner import RESULT, run_dir, write_json
+
+    monkeypatch.chdir(tmp_path)  # a short run dir, so the table's columns are not wrapped
+    path = run_dir(Path("r"), get("DNN_base"), 0)
+    path.mkdir(parents=True)
+    write_json(path / "config.json", get("DNN_base").settings() | {"lr": 3e-4})
+    write_json(path / RESULT, {"experiment": "DNN_base", "status": "finished"})
+    out = invoke("run", "DNN_base", "--reading", "text", "--dry-run", "--runs-dir", "r")
+    assert out.exit_code == 0 and "made with lr=0.0003: kept, run anew" in out.output
+    assert sorted(p.name for p in path.parent.iterdir()) == ["seed-0"]  # nothing moved yet
 
 
 @pytest.mark.parametrize("fmt", ["latex", "json", "markdown", "csv", "rich"])
