@@ -67,7 +67,7 @@ def test_the_study_table_is_rows_by_points_with_mean_std_and_n(tmp_path):
 
 def test_a_choosing_study_shows_validation_error_only_at_its_own_epochs(tmp_path):
     """ff_best_recipe chooses FF_best's recipe: its table must not show the test set, and its
-    30-epoch points are its runs (a shortened run is not), though FF_best registers 75."""
+    30-epoch points are its runs (a shortened run is not), though FF_best registers 60."""
     point = {"validation": 10000, "epochs": 30, "pixels": "standard"}
     sizes = [784, 1000, 1000, 1000]
     for seed, val in enumerate([0.97, 0.98]):
