@@ -61,9 +61,10 @@ def load_runs(runs_dir: Path, warn: Callable[[str], None] = print) -> pd.DataFra
             "path": str(path.parent),
         }
         rows.append(row)
-        for name, acc in (result.get("readouts") or {}).items():  # e.g. FF_best/head
-            rows.append(row | {"experiment": f"{row['experiment']}/{name}",
-                               "test_accuracy": float(acc)})  # fmt: skip
+        for name, acc in (result.get("readouts") or {}).items():  # e.g. FF_best/head, scored
+            rows.append(row | {"experiment": f"{row['experiment']}/{name}",  # on the test set
+                               "test_accuracy": float(acc),
+                               "validation_accuracy": math.nan})  # fmt: skip
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
@@ -158,9 +159,9 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         row = [r.experiment, r.reading] + ([r.overrides] if show_overrides else [])
         row += [r.optimizer, str(r.epochs), f"{r.rate:g}", str(r.batch_start), str(r.batch_final),
                 str(r.n)]  # fmt: skip
-        if show_val:
-            row.append(_pct(r.validation) + ("" if math.isnan(r.validation_std)
-                                             else f" ± {r.validation_std:.2f}"))  # fmt: skip
+        if show_val:  # "-" where no run held images out (NAN is the paper's word for diverged)
+            row.append("-" if math.isnan(r.validation) else _pct(r.validation) + (
+                "" if math.isnan(r.validation_std) else f" ± {r.validation_std:.2f}"))  # fmt: skip
         row += [_accuracy(r), _pct(r.paper_accuracy) if r.experiment in PAPER else "-",
                 _mmss(r.time_s), _mmss(r.paper_time_s), r.device, _status_text(r)]  # fmt: skip
         rows.append(row)

@@ -28,7 +28,15 @@ def fake_run(
 def test_a_second_readout_is_its_own_row_with_the_runs_time(tmp_path):
     fake_run(tmp_path, "FF_best", 0, "finished", 0.985, 1500.0, readouts={"head": 0.987})
     fake_run(tmp_path, "FF_best", 1, "finished", 0.987, 1700.0, readouts={"head": 0.989})
+    held = fake_run(tmp_path, "FF_best", 0, "finished", 0.98, 9.0, suffix="-v", epochs=30,
+                    readouts={"head": 0.97}, overrides={"epochs": 30})  # fmt: skip
+    result = json.loads((held / "result.json").read_text()) | {"validation_accuracy": 0.975}
+    write_json(held / "result.json", result)
     agg = results.aggregate(results.load_runs(tmp_path))
+    short = agg[agg.overrides != ""].set_index("experiment")
+    assert short.validation["FF_best"] == pytest.approx(97.5)
+    assert math.isnan(short.validation["FF_best/head"])  # the head is never scored on validation
+    agg = agg[agg.overrides == ""]
     rows = {r["experiment"]: r for r in agg.to_dict("records")}
     assert set(rows) == {"FF_best", "FF_best/head"}
     assert rows["FF_best"]["accuracy"] == pytest.approx(98.6)
@@ -37,6 +45,9 @@ def test_a_second_readout_is_its_own_row_with_the_runs_time(tmp_path):
     header, shown = results.display_rows(agg)
     paper_col = header.index("Paper %")
     assert [r[paper_col] for r in shown] == ["-", "-"]  # no paper number, not the paper's NAN
+    header, shown = results.display_rows(results.aggregate(results.load_runs(tmp_path)))
+    val = header.index("Val %")
+    assert sorted(r[val] for r in shown) == ["-", "-", "-", "97.50"]  # "-": none held out
 
 
 def test_two_seeds_aggregate_to_mean_and_std(tmp_path):
