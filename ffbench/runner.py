@@ -45,7 +45,8 @@ class ResumeRefused(Exception):
 
 
 class RunDiffers(Exception):
-    """The finished run in a run directory was made with other settings than the row has now."""
+    """A finished run made with other settings than its row has now cannot move to its own
+    name: that name is taken too."""
 
 
 def changed_settings(path: Path, exp: Experiment) -> dict:
@@ -57,16 +58,17 @@ def changed_settings(path: Path, exp: Experiment) -> dict:
     return differences(read_json(path / "config.json"), exp.settings())
 
 
-def rehome(path: Path, exp: Experiment, seed: int, device_type: str) -> Path | None:
-    """Move a finished run in `path` made with other settings than `exp` has now to the name
-    those settings have under the registry as it is now (`seed-0-<hash>`, where the table shows
-    them as overrides), so the row's new run can take `path` and the old one is kept. Returns
-    where it went; None when there was nothing to move."""
+def rehome(runs_dir: Path, exp: Experiment, seed: int, device_type: str) -> Path | None:
+    """Move a finished run in `exp`'s run directory made with other settings than `exp` has now
+    to the name those settings have under the registry as it is now (`seed-0-<hash>`, where the
+    table shows them as overrides), so the row's new run can take the directory and the old one
+    is kept. Returns where it went; None when there was nothing to move."""
+    path = run_dir(runs_dir, exp, seed, device_type)
     if not (was := changed_settings(path, exp)):
         return None
     recorded = read_json(path / RESULT).get("overrides")
     overrides = overrides_of(read_json(path / "config.json"), recorded)
-    home = run_dir(path.parents[2], exp, seed, device_type, overrides)
+    home = run_dir(runs_dir, exp, seed, device_type, overrides)
     if home == path or home.exists():
         raise RunDiffers(
             f"{path} holds a run made with {', '.join(f'{k}={v}' for k, v in was.items())}, "
@@ -326,8 +328,8 @@ def execute(
 ) -> Outcome:
     """Run `exp` with `seed` into its run directory, or return the finished result already there.
     A checkpoint is kept every `checkpoint_every` epochs; `resume` continues from it."""
+    rehome(runs_dir, exp, seed, device.type)
     path = run_dir(runs_dir, exp, seed, device.type)
-    rehome(path, exp, seed, device.type)
     claimed, aside = claim(path, force, resume)
     if not claimed:
         return Outcome(path, read_json(path / RESULT), skipped=True)

@@ -159,6 +159,7 @@ def test_a_finished_run_made_with_other_settings_moves_to_its_own_name(tmp_path,
 
 
 def test_a_changed_run_whose_own_name_is_taken_is_refused(tmp_path, synthetic):
+    """Neither run is lost: the row's run is refused, naming the setting."""
     exp = get("DNN_base")  # never trained here: the last call finds the row's run done
     path, other = run_dir(tmp_path, exp, 0), run_dir(tmp_path, exp, 0, overrides={"lr": 3e-4})
     for p in (path, other):
