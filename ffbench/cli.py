@@ -29,6 +29,7 @@ from ffbench.experiment import (
     UnknownExperiment,
     get,
     parse_setting,
+    settings_text,
 )
 from ffbench.launch import LaunchError, Screen
 from ffbench.runner import changed_settings, run_dir, run_state, write_atomic
@@ -267,11 +268,10 @@ def show_matrix(matrix: list[tuple[Experiment, int]], runs_dir: Path, device_typ
         out.add_column(col)
     for exp, s in matrix:
         path = run_dir(runs_dir, exp, s, device_type)
-        over = " ".join(f"{k}={v}" for k, v in sorted(exp.overrides().items()))
         state = run_state(path)
         if was := changed_settings(path, exp):  # runner.rehome moves it to its own name
-            state = f"made with {' '.join(f'{k}={v}' for k, v in was.items())}: kept, run anew"
-        out.add_row(exp.name, str(s), over, str(path), state)
+            state = f"made with {settings_text(was)}: kept, run anew"
+        out.add_row(exp.name, str(s), settings_text(exp.overrides()), str(path), state)
     console.print(out)
 
 

@@ -136,6 +136,11 @@ def overrides_of(config: dict, recorded: dict | None) -> dict:
     return differences(config, under(REGISTRY[name], config.get("reading", "text")).settings())
 
 
+def settings_text(settings: dict) -> str:
+    """Settings as the table's Overrides column and the messages show them: `key=value`, sorted."""
+    return " ".join(f"{k}={v}" for k, v in sorted(settings.items()))
+
+
 def differences(config: dict, settings: dict) -> dict:
     """The settings a run's config.json holds otherwise than `settings` (a setting it lacks is
     from before that setting existed, not a difference)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from rich.table import Table
 
-from ffbench.experiment import PAPER, PAPER_ROWS, overrides_of
+from ffbench.experiment import PAPER, PAPER_ROWS, overrides_of, settings_text
 from ffbench.readings import DEFAULT
 from ffbench.runner import RESULT, read_json
 
@@ -52,7 +52,7 @@ def load_runs(runs_dir: Path, warn: Callable[[str], None] = print) -> pd.DataFra
             continue
         overrides = overrides_of(config, result.get("overrides"))
         row |= {
-            "overrides": " ".join(f"{k}={v}" for k, v in sorted(overrides.items())),
+            "overrides": settings_text(overrides),
             "test_accuracy": float(result.get("test_accuracy", math.nan)),
             "validation_accuracy": float(result.get("validation_accuracy", math.nan)),
             "train_seconds": float(result.get("train_seconds", math.nan)),

@@ -27,7 +27,7 @@ import torch
 
 import ffbench
 from ffbench.data import MNIST, digest, validation_indices
-from ffbench.experiment import Experiment, differences, overrides_of
+from ffbench.experiment import Experiment, differences, overrides_of, settings_text
 from ffbench.training import train
 
 RESULT = "result.json"
@@ -71,7 +71,7 @@ def rehome(runs_dir: Path, exp: Experiment, seed: int, device_type: str) -> Path
     home = run_dir(runs_dir, exp, seed, device_type, overrides)
     if home == path or home.exists():
         raise RunDiffers(
-            f"{path} holds a run made with {', '.join(f'{k}={v}' for k, v in was.items())}, "
+            f"{path} holds a run made with {settings_text(was)}, "
             f"not {exp.name}'s settings now, and {home} is taken; run it again with --force, "
             f"or pass another --runs-dir"
         )
@@ -118,7 +118,7 @@ def run_labels(matrix: list[tuple[Experiment, int]]) -> dict[tuple[Experiment, i
     labels = {}
     for (exp, seed), name in zip(matrix, names, strict=True):
         if names.count(name) > 1:
-            name += " [" + " ".join(f"{k}={v}" for k, v in sorted(exp.overrides().items())) + "]"
+            name += f" [{settings_text(exp.overrides())}]"
         labels[exp, seed] = name
     return labels
 
