@@ -32,7 +32,7 @@ from ffbench.experiment import (
     settings_text,
 )
 from ffbench.launch import LaunchError, Screen
-from ffbench.runner import changed_settings, run_dir, run_state, write_atomic
+from ffbench.runner import changed_settings, run_dir, run_state, stray, write_atomic
 from ffbench.sweep import ExecutorKind
 from ffbench.terminal import asked, check_reading, console, err, fail, warn
 
@@ -271,6 +271,10 @@ def show_matrix(matrix: list[tuple[Experiment, int]], runs_dir: Path, device_typ
         state = run_state(path)
         if was := changed_settings(path, exp):  # runner.rehome moves it to its own name
             state = f"made with {settings_text(was)}: kept, run anew"
+        if (was or not path.exists()) and (found := stray(runs_dir, exp, s, device_type)):
+            state = (f"made with {settings_text(was)}: kept; " if was else "") + (
+                f"done as {found.name}: moved here"
+            )
         out.add_row(exp.name, str(s), settings_text(exp.overrides()), str(path), state)
     console.print(out)
 

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -58,25 +59,42 @@ def changed_settings(path: Path, exp: Experiment) -> dict:
     return differences(read_json(path / "config.json"), exp.settings())
 
 
-def rehome(runs_dir: Path, exp: Experiment, seed: int, device_type: str) -> Path | None:
-    """Move a finished run in `exp`'s run directory made with other settings than `exp` has now
-    to the name those settings have under the registry as it is now (`seed-0-<hash>`, where the
-    table shows them as overrides), so the row's new run can take the directory and the old one
-    is kept. Returns where it went; None when there was nothing to move."""
+def rehome(runs_dir: Path, exp: Experiment, seed: int, device_type: str) -> None:
+    """Put `exp`'s run directory right after its row changed (a rate chosen anew): a finished run
+    there made with other settings than `exp` has now moves to the name those settings have
+    under the registry as it is now (`seed-0-<hash>`, where the table shows them as overrides),
+    so the old run is kept; and a finished run made with `exp`'s settings now, lying under the
+    name the registry as it was gave them (`stray`), moves in, so it is not run again."""
     path = run_dir(runs_dir, exp, seed, device_type)
-    if not (was := changed_settings(path, exp)):
+    if was := changed_settings(path, exp):
+        recorded = read_json(path / RESULT).get("overrides")
+        overrides = overrides_of(read_json(path / "config.json"), recorded)
+        home = run_dir(runs_dir, exp, seed, device_type, overrides)
+        if home == path or home.exists():
+            raise RunDiffers(
+                f"{path} holds a run made with {settings_text(was)}, "
+                f"not {exp.name}'s settings now, and {home} is taken; run it again with "
+                f"--force, or pass another --runs-dir"
+            )
+        os.rename(path, home)
+    if not path.exists() and (found := stray(runs_dir, exp, seed, device_type)):
+        os.rename(found, path)
+
+
+def stray(runs_dir: Path, exp: Experiment, seed: int, device_type: str) -> Path | None:
+    """A finished run of `seed` on `device_type` under another name than `exp`'s own
+    (`seed-0-<hash>`), made with exactly `exp`'s settings now: a run made at a setting the row has
+    since taken (a rate once an override, now the row's) is `exp`'s run."""
+    path = run_dir(runs_dir, exp, seed, device_type)
+    plain = run_dir(runs_dir, exp, seed, device_type, overrides={})
+    name = re.compile(re.escape(plain.name) + r"(-[0-9a-f]{8})?")
+    if not path.parent.is_dir():
         return None
-    recorded = read_json(path / RESULT).get("overrides")
-    overrides = overrides_of(read_json(path / "config.json"), recorded)
-    home = run_dir(runs_dir, exp, seed, device_type, overrides)
-    if home == path or home.exists():
-        raise RunDiffers(
-            f"{path} holds a run made with {settings_text(was)}, "
-            f"not {exp.name}'s settings now, and {home} is taken; run it again with --force, "
-            f"or pass another --runs-dir"
-        )
-    os.rename(path, home)
-    return home
+    for other in sorted(path.parent.iterdir()):
+        if (other != path and name.fullmatch(other.name) and (other / RESULT).exists()
+                and not changed_settings(other, exp)):  # fmt: skip
+            return other
+    return None
 
 
 def short_hash(overrides: dict) -> str:

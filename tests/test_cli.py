@@ -110,6 +110,22 @@ def test_dry_run_says_a_run_made_before_its_row_changed_is_kept_and_run_anew(tmp
     assert sorted(p.name for p in path.parent.iterdir()) == ["seed-0"]  # nothing moved yet
 
 
+def test_dry_run_says_a_run_made_at_the_rows_rate_now_moves_in(tmp_path, monkeypatch):
+    from ffbench.experiment import get
+    from ffbench.runner import RESULT, run_dir, write_json
+
+    monkeypatch.chdir(tmp_path)
+    path = run_dir(Path("r"), get("DNN_base"), 0)
+    for where, lr in ((path, 3e-4), (path.with_name("seed-0-0123abcd"), get("DNN_base").lr)):
+        where.mkdir(parents=True)
+        write_json(where / "config.json", get("DNN_base").settings() | {"lr": lr})
+        write_json(where / RESULT, {"experiment": "DNN_base", "status": "finished"})
+    out = invoke("run", "DNN_base", "--reading", "text", "--dry-run", "--runs-dir", "r")
+    assert out.exit_code == 0, out.output
+    assert "made with lr=0.0003: kept; done as seed-0-0123abcd: moved here" in out.output
+    assert sorted(p.name for p in path.parent.iterdir()) == ["seed-0", "seed-0-0123abcd"]
+
+
 @pytest.mark.parametrize("fmt", ["latex", "json", "markdown", "csv", "rich"])
 def test_table_exports_to_a_file(tmp_path, fmt):
     from test_results import fake_run

@@ -20,6 +20,7 @@ from ffbench.runner import (
     run_dir,
     save_checkpoint,
     short_hash,
+    stray,
     write_json,
 )
 
@@ -156,6 +157,37 @@ def test_a_finished_run_made_with_other_settings_moves_to_its_own_name(tmp_path,
     old = path.with_name(f"seed-0-{short_hash({'epochs': 1, 'lr': 3e-4, 'train_subset': 64})}")
     assert read_json(old / RESULT)["test_accuracy"] == 0.9
     assert read_json(old / "config.json")["lr"] == 3e-4
+
+
+def finished(path, settings, accuracy=0.9):
+    path.mkdir(parents=True)
+    write_json(path / "config.json", settings)
+    write_json(path / RESULT, {"experiment": "DNN_base", "status": "finished",
+                               "test_accuracy": accuracy})  # fmt: skip
+
+
+def test_a_run_made_at_the_rate_its_row_now_has_moves_in_and_is_not_run_again(tmp_path, synthetic):
+    """The other half of a rate chosen anew: the run made at the new rate while it was an
+    override (`--lr`, so `seed-0-<hash of lr>`) is the row's run now. It moves to the row's name
+    and the row is not trained again; the run at the old rate moves out to its own hash. A run of
+    another seed, or on another device, with the same settings stays where it is."""
+    exp = dataclasses.replace(get("DNN_base"), epochs=1, train_subset=64)
+    path = run_dir(tmp_path, exp, 0)
+    was_override = path.with_name(f"seed-0-{short_hash({'lr': exp.lr})}")
+    finished(path, exp.settings() | {"lr": 3e-4}, accuracy=0.8)
+    finished(was_override, exp.settings(), accuracy=0.9)
+    for seed, device in ((1, "cpu"), (0, "cuda")):
+        other = run_dir(tmp_path, exp, seed, device, overrides={"lr": exp.lr})
+        finished(other, exp.settings())
+    out = execute(exp, 0, synthetic, CPU, tmp_path)
+    assert out.skipped and read_json(path / RESULT)["test_accuracy"] == 0.9
+    old = path.with_name(f"seed-0-{short_hash({'epochs': 1, 'lr': 3e-4, 'train_subset': 64})}")
+    assert read_json(old / RESULT)["test_accuracy"] == 0.8
+    lr = short_hash({"lr": exp.lr})
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted(
+        [path.name, old.name, f"seed-1-{lr}", f"seed-0-cuda-{lr}"]
+    )
+    assert stray(tmp_path, exp, 1, "cpu") == path.with_name(f"seed-1-{lr}")
 
 
 def test_a_changed_run_whose_own_name_is_taken_is_refused(tmp_path, synthetic):
