@@ -47,14 +47,14 @@ ablation: data
 
 # The rows beyond the notes, each with SEEDS seeds (default 3): FF_best's recipe choices on
 # validation (30 epochs each, JOBS at a time), FF_best alone on every thread (its time is part of
-# its result), then the forward-gradient rows' rates on validation (40 epochs each) and the three
-# rows at full length, JOBS at a time.
+# its result), then the forward-gradient rows' rates on validation (their 400 epochs, four rates
+# each) and the three rows at the chosen rates, JOBS at a time.
 BEYOND_SEEDS := --seeds $(if $(SEEDS),$(SEEDS),3)
 beyond: data
 	$(BIN)/ffbench study ff_best_recipe --jobs $(JOBS) --eval-every 10 --runs-dir $(RUNS)
 	$(BIN)/ffbench table --study ff_best_recipe --runs-dir $(RUNS)
 	$(BIN)/ffbench run FF_best --eval-every 10 $(BEYOND_SEEDS) --runs-dir $(RUNS)
-	$(BIN)/ffbench study fg_rates --jobs $(JOBS) --eval-every 10 --runs-dir $(RUNS)
+	$(BIN)/ffbench study fg_rates --jobs $(JOBS) --eval-every 20 --runs-dir $(RUNS)
 	$(BIN)/ffbench table --study fg_rates --runs-dir $(RUNS)
 	$(BIN)/ffbench run FG_weight FG_activity FG_local --jobs $(JOBS) --eval-every 20 $(EPOCHS_FLAG) $(BEYOND_SEEDS) --runs-dir $(RUNS)
 	$(BIN)/ffbench table --runs-dir $(RUNS)

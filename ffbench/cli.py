@@ -367,7 +367,10 @@ def find_study(name: str):
 @app.command("study")
 def run_study(
     name: Annotated[
-        str, typer.Argument(help="The study: depth, depth_rates, fg_rates, ff_best_recipe.")
+        str,
+        typer.Argument(
+            help="The study: depth, depth_rates, fg_rates, fg_rates_40, ff_best_recipe."
+        ),
     ],
     epochs: opt.Epochs = None,
     seed: opt.Seed = None,

@@ -164,9 +164,11 @@ def test_cpu_and_gpu_runs_are_never_averaged_together(tmp_path):
 
 def test_a_run_made_before_its_row_changed_shows_as_an_override(tmp_path):
     """Overrides are read against the row as registered now, not as the run recorded them: a
-    run of FG_weight at the rate it had before fg_rates chose 1e-3 is not a run of the row."""
+    run of FG_weight at the rate it had before fg_rates chose 3e-4 (1e-3, fg_rates_40's choice)
+    is not a run of the row."""
     row = get("FG_weight").settings()
-    fake_run(tmp_path / "text", "FG_weight", 0, "finished", 0.90, 100.0, **row | {"lr": 3e-4})
+    assert row["lr"] != 1e-3
+    fake_run(tmp_path / "text", "FG_weight", 0, "finished", 0.90, 100.0, **row | {"lr": 1e-3})
     fake_run(tmp_path / "text", "FG_weight", 1, "finished", 0.95, 100.0, **row)
     runs = results.load_runs(tmp_path)
-    assert dict(zip(runs.seed, runs.overrides, strict=True)) == {0: "lr=0.0003", 1: ""}
+    assert dict(zip(runs.seed, runs.overrides, strict=True)) == {0: "lr=0.001", 1: ""}

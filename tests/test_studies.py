@@ -2,6 +2,7 @@
 cosine diagnostic (ffbench/forward_grad.py)."""
 
 import math
+import re
 from pathlib import Path
 
 import torch
@@ -39,6 +40,14 @@ def test_study_dry_run_lists_rows_times_points_times_seeds(tmp_path):
     assert "75 runs" in out.output and not any(tmp_path.iterdir())
     bad = runner.invoke(app, ["study", "dept", "--runs-dir", str(tmp_path)])
     assert bad.exit_code == 2 and "unknown study 'dept': did you mean depth" in bad.output
+
+
+def test_study_help_names_every_registered_study():
+    from ffbench.studies import STUDIES
+
+    out = runner.invoke(app, ["study", "--help"], terminal_width=200)
+    assert out.exit_code == 0
+    assert all(re.search(rf"\b{name}\b", out.output) for name in STUDIES), out.output
 
 
 def fake_study_run(root, row, seed, sizes, error, epochs=20):
@@ -155,7 +164,12 @@ def test_every_choosing_study_holds_out_validation_images_and_hides_the_test_set
     from ffbench.studies import STUDIES
 
     choosing = [s for s in STUDIES.values() if s.column == "validation_error"]
-    assert {s.name for s in choosing} == {"depth_rates", "fg_rates", "ff_best_recipe"}
+    assert {s.name for s in choosing} == {
+        "depth_rates",
+        "fg_rates",
+        "fg_rates_40",
+        "ff_best_recipe",
+    }
     for study in choosing:
         for point in study.settings():
             for row in study.rows:
