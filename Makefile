@@ -47,8 +47,8 @@ ablation: data
 
 # The rows beyond the notes, each with SEEDS seeds (default 3): FF_best's recipe choices on
 # validation (30 epochs each, JOBS at a time), FF_best alone on every thread (its time is part of
-# its result), then the forward-gradient rows' rates on validation (their 400 epochs, four rates
-# each) and the three rows at the chosen rates, JOBS at a time.
+# its result), then the forward-gradient rows' rates on validation (their 400 epochs, rates 1e-4
+# to 3e-2) and the three rows at the chosen rates, JOBS at a time.
 BEYOND_SEEDS := --seeds $(if $(SEEDS),$(SEEDS),3)
 beyond: data
 	$(BIN)/ffbench study ff_best_recipe --jobs $(JOBS) --eval-every 10 --runs-dir $(RUNS)

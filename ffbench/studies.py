@@ -154,9 +154,9 @@ register(
 )
 
 # The forward-gradient rows' rates, chosen on validation at the rows' own budget: their 400
-# epochs of DNN_base's schedule with 10,000 training images held out, rates 1e-4 .. 3e-2. (Chosen at
-# 40 epochs of the same schedule, `fg_rates_40`, each row's rate was the one that loses at 400:
-# the batch grows ten times faster there, so it takes a tenth of the small-batch steps.)
+# epochs of DNN_base's schedule with 10,000 training images held out, rates 1e-4 .. 3e-2.
+# (Chosen at 40 epochs of the same schedule, `fg_rates_40`, each row's rate was one that loses at
+# 400: the batch grows ten times faster there, so it takes a tenth of the small-batch steps.)
 register(
     Study(
         "fg_rates",
