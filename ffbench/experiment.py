@@ -379,7 +379,7 @@ PAPER_ROWS: list[str] = list(PAPER)
 for _name, _method, _lr, _scaling, _what in [
     ("FG_weight", Method.fg_weight, 3e-4, LrScaling.none,
      "forward gradient, one random direction over all weights"),
-    ("FG_activity", Method.fg_activity, 1e-3, LrScaling.linear,
+    ("FG_activity", Method.fg_activity, 1e-2, LrScaling.linear,
      "forward gradient, perturbed pre-activations per layer"),
     ("FG_local", Method.fg_local, 1e-2, LrScaling.linear,
      "forward gradient of local losses, perturbed pre-activations"),
