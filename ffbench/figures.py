@@ -72,20 +72,31 @@ def run_label(run: Path) -> str:
 def learning_curves(runs: list[Path], path: Path) -> Path:
     """Loss per epoch, and test accuracy where recorded, of several runs on shared axes."""
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(13, 5))
+    losses = []
     for run in runs:
         metrics = pd.read_csv(run / "metrics.csv")
         label = run_label(run)
         loss_ax.plot(metrics.epoch, metrics.loss, label=label)
+        losses.append(metrics.loss)
         acc = metrics.dropna(subset=["test_accuracy"])
         acc_ax.plot(acc.epoch, acc.test_accuracy * 100, marker="o", markersize=3, label=label)
     loss_ax.set(xlabel="epoch", ylabel="training loss (backprop: its loss; FF: sum over layers)",
                 title="loss")  # fmt: skip
+    loss_ax.set_yscale(loss_scale(pd.concat(losses)))
     acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
     acc_ax.legend(fontsize=8)
     fig.suptitle("learning curves")
     return save(fig, path)
+
+
+def loss_scale(losses: pd.Series) -> str:
+    """ "log" when the losses are positive and span more than three decades (a forward-gradient
+    run at a large rate reaches 1e9 where the others stay near 0.1), else "linear"."""
+    losses = losses.dropna()
+    positive = len(losses) and (losses > 0).all()
+    return "log" if positive and losses.max() / losses.min() > 1e3 else "linear"
 
 
 def ablation_figure(runs: pd.DataFrame, name: str, reading: str, path: Path) -> Path:

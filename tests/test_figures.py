@@ -1,5 +1,6 @@
 import math
 
+import pandas as pd
 import pytest
 import torch
 from test_results import fake_run
@@ -29,6 +30,15 @@ def test_plot_draws_several_runs(tmp_path):
     out = runner.invoke(app, ["plot", *runs, "--output", str(tmp_path / "c.png")])
     assert out.exit_code == 0, out.output
     assert (tmp_path / "c.png").read_bytes().startswith(PNG)
+
+
+def test_the_loss_axis_is_logarithmic_only_for_positive_losses_over_three_decades():
+    from ffbench.figures import loss_scale
+
+    assert loss_scale(pd.Series([0.1, 0.3, 2.0e9])) == "log"  # FG at 1e-2 beside backprop
+    assert loss_scale(pd.Series([0.1, 0.3, 2.3])) == "linear"
+    assert loss_scale(pd.Series([-0.5, 0.1, 2.0e9])) == "linear"  # a loss below 0 has no log
+    assert loss_scale(pd.Series([float("nan"), 0.1, 1e4 + 1])) == "log"  # a diverged epoch
 
 
 def test_plot_of_a_folder_that_is_not_a_run(tmp_path):
