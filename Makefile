@@ -31,6 +31,7 @@ data: setup
 test: data
 	$(BIN)/ruff check ffbench tests
 	$(BIN)/ruff format --check ffbench tests
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 # All ten rows of the notes' table at full length under READING (EPOCHS=20 for a short look,

@@ -1,21 +1,25 @@
 """ffbench: reproduce and extend the MNIST table of the Notes on the Forward-Forward Algorithm.
 
 From Python: `ffbench.run`, `ffbench.table`, `ffbench.load_runs`, `ffbench.experiments`,
-`ffbench.define` (ffbench/api.py); from the shell: `ffbench --help` (ffbench/cli.py).
+`ffbench.define`, `ffbench.register` (a row), `ffbench.register_method` (a method: a subclass of
+`ffbench.Method`), all in ffbench/api.py; from the shell: `ffbench --help` (ffbench/cli).
 """
 
-__version__ = "0.1.0"
-
-from ffbench.api import (  # noqa: E402  (after __version__, which the run records read)
+from ffbench._version import __version__
+from ffbench.api import (
     BadRequest,
+    Experiment,
+    Method,
+    RunOptions,
     RunResult,
     define,
     experiments,
     load_runs,
+    register,
     run,
     table,
 )
-from ffbench.experiment import Experiment, register  # noqa: E402
+from ffbench.methods import register as register_method
 
-__all__ = ["BadRequest", "Experiment", "RunResult", "define", "experiments", "load_runs",
-           "register", "run", "table"]  # fmt: skip
+__all__ = ["__version__", "BadRequest", "Experiment", "Method", "RunOptions", "RunResult", "define",
+           "experiments", "load_runs", "register", "register_method", "run", "table"]  # fmt: skip

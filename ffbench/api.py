@@ -11,45 +11,47 @@ command line, which is a thin layer over these functions.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
 from rich.console import Console
 
-from ffbench import data as mnist
-from ffbench import readings, results
-from ffbench.data import FULL_TRAIN
-from ffbench.experiment import (
-    BUILTIN,
+from ffbench import methods, rows
+from ffbench.core import data as mnist
+from ffbench.core.schedules import BatchGrowth, LrScaling
+from ffbench.core.settings import (
+    Experiment,
+    LayerOrder,
+    SettingError,
+    parse_setting,
+    settings_text,
+)
+from ffbench.methods import Method
+from ffbench.report import figures
+from ffbench.report import table as report
+from ffbench.report.studies import study_table
+from ffbench.rows import (
     PAPER_ROWS,
     REGISTRY,
-    Experiment,
-    Method,
-    Negatives,
-    SettingError,
     UnknownExperiment,
-    check_setting,
     derive,
-    get,
-    under,
+    overrides,
+    readings,
+    studies,
 )
-from ffbench.launch import Screen, run_parallel, run_serial
-from ffbench.runner import Outcome, check_writable, read_json
+from ffbench.rows.files import ConfigError, load_rows
+from ffbench.rows.paper import PAPER
+from ffbench.runner import RunOptions, slurm
+from ffbench.runner.bench import bench
+from ffbench.runner.local import LaunchError, Screen, resolve_device, run_matrix
+from ffbench.runner.plan import BadRequest, Matrix, ablation, check_reading, plan
+from ffbench.runner.store import Outcome, read_json, run_dir, run_state, write_atomic
 
-
-class BadRequest(ValueError):
-    """A request that cannot run: an unknown row or reading, a bad setting, no GPU, a runs dir
-    that cannot be written. The message names the problem and the fix; `param` is the
-    command-line option it came from."""
-
-    def __init__(self, message: str, param: str):
-        super().__init__(message)
-        self.param = param
+DEFAULT_READING = readings.DEFAULT
+DEFAULT_OPTIONS, DEFAULT_SLURM = RunOptions(), slurm.SlurmOptions()
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class RunResult:
     @classmethod
     def of(cls, out: Outcome) -> RunResult:
         r = out.result
-        return cls(r["experiment"], r.get("reading", "text"), r["seed"], r["status"],
+        return cls(r["experiment"], r["reading"], r["seed"], r["status"],
                    float(r["test_accuracy"]), float(r.get("train_seconds", math.nan)),
                    r.get("diverged_epoch"), r.get("error"), out.path, out.skipped)  # fmt: skip
 
@@ -86,24 +88,32 @@ class RunResult:
         return read_json(self.path / "config.json")
 
 
-def experiments(reading: str = readings.DEFAULT) -> dict[str, Experiment]:
+def experiments(reading: str = DEFAULT_READING) -> dict[str, Experiment]:
     """Every registered row by name, the paper's rows under `reading` (rows beyond the notes
     and derived rows keep their own)."""
     check_reading(reading)
-    return {name: under(exp, reading) for name, exp in REGISTRY.items()}
+    return {name: rows.under(exp, reading) for name, exp in REGISTRY.items()}
+
+
+def register(exp: Experiment) -> Experiment:
+    """Register a row built from scratch (it runs exactly as written)."""
+    try:
+        return rows.register(exp)
+    except (ValueError, methods.UnknownMethod) as e:
+        raise BadRequest(str(e), "NAMES") from None
 
 
 def define(
     name: str,
     base: str,
-    reading: str = readings.DEFAULT,
+    reading: str = DEFAULT_READING,
     description: str = "",
     **settings,
 ) -> Experiment:
     """Register a new row: the registered row `base` under `reading` with `settings` changed
-    (any field of Experiment, e.g. theta=1.0, sizes=(784, 2000, 10)). `run(name)` then runs it;
-    its run directories and table rows carry its name, and the settings that differ from
-    `base` as overrides."""
+    (any setting its method reads, e.g. theta=1.0, sizes=(784, 2000, 10)). `run(name)` then
+    runs it; its run directories and table rows carry its name, and the table shows the settings
+    that differ from `base` as overrides."""
     if name in REGISTRY:
         raise BadRequest(f"a row named {name} is registered already; pick another name", "name")
     check_reading(reading)
@@ -117,180 +127,86 @@ def define(
     return exp
 
 
-def check_reading(reading: str) -> None:
-    try:
-        readings.get(reading)
-    except readings.UnknownReading as e:
-        raise BadRequest(str(e), "--reading") from None
-
-
-def plan(
-    rows: Sequence[str | Experiment],
-    seeds: Sequence[int],
-    reading: str = readings.DEFAULT,
+def select(
+    names: Sequence[str | Experiment] = (),
+    seeds: Sequence[int] = (0,),
+    reading: str = DEFAULT_READING,
     settings: dict | None = None,
-) -> list[tuple[Experiment, int]]:
-    """(row with `settings` changed, seed) for every run asked for: a row by name is the
-    registered one under `reading`, an Experiment runs as it is. A row named twice is one run,
-    not a second run racing the first for its directory."""
-    if not rows:
-        raise BadRequest("name at least one experiment, or pass --paper", "NAMES")
+    sets: Sequence[str] = (),
+    paper: bool = False,
+    config: Path | None = None,
+) -> Matrix:
+    """`plan` of what a command names: the rows (`names`), the paper's with `paper`, and a config
+    file's rows (all of them, or those named), with `settings` and the `sets` (KEY=VALUE text)
+    applied."""
     check_reading(reading)
-    typed = {}
-    for key, value in (settings or {}).items():
+    asked: list[str | Experiment] = list(names) + (PAPER_ROWS if paper else [])
+    if config is not None:
         try:
-            typed[key] = check_setting(key, value)
+            from_file = {exp.name: exp for exp in load_rows(config, reading)}
+        except ConfigError as e:
+            raise BadRequest(str(e), "--config") from None
+        named = [from_file.get(row, row) for row in asked]
+        asked = named if any(r in from_file for r in asked) else named + list(from_file.values())
+    settings = dict(settings or {})
+    for assignment in sets:
+        try:
+            key, value = parse_setting(assignment)
         except SettingError as e:
-            raise BadRequest(str(e), FLAGS.get(key, "--set")) from None
-    exps = []
-    for row in rows:
-        try:  # a name is the registered row under the reading; an Experiment is taken as is
-            exp = row if isinstance(row, Experiment) else under(get(row), reading)
-        except UnknownExperiment as e:
-            raise BadRequest(str(e), "NAMES") from None
-        exp = dataclasses.replace(exp, **typed)
-        if exp.batch_final < exp.batch_start:
-            raise BadRequest(
-                f"the final batch ({exp.batch_final}) is smaller than the start batch "
-                f"({exp.batch_start}); pass --batch-final >= --batch-start",
-                "--batch-final",
-            )
-        if exp.validation >= (exp.train_subset or FULL_TRAIN):
-            raise BadRequest(
-                f"--validation {exp.validation} leaves no training images of "
-                f"{exp.train_subset or FULL_TRAIN}; hold out fewer", "--validation",
-            )  # fmt: skip
-        drawn = NEGATIVES_OF.get(exp.method, (exp.negatives,))
-        if exp.negatives not in drawn:
-            raise BadRequest(
-                f"{exp.name} draws no {exp.negatives.value} negatives; "
-                f"--set negatives={' or '.join(n.value for n in drawn)}", "--set",
-            )  # fmt: skip
-        exps.append(exp)
-    for key in typed.keys() & READ_ONLY_BY.keys():
-        if not any(exp.method in READ_ONLY_BY[key] for exp in exps):
-            readers = " and ".join(m.value for m in READ_ONLY_BY[key])
-            raise BadRequest(f"no experiment named reads {FLAGS[key]} (only {readers} rows "
-                             "do); drop it", FLAGS[key])  # fmt: skip
-    return list(dict.fromkeys((exp, s) for exp in exps for s in seeds))
+            raise BadRequest(str(e), "--set") from None
+        settings[key] = value
+    return plan(asked, seeds, reading, settings)
 
 
-# The command line's own options for some settings; the others come with --set.
-FLAGS = {k: "--" + k.replace("_", "-") for k in (
-    "epochs", "train_subset", "batch_start", "batch_final", "lr", "batch_growth", "lr_scaling",
-    "theta", "layer_order", "validation")} | {"stable_loss": "--stable-loss/--literal-loss",
-                                "normalize_input": "--normalize-input/--raw-input"}  # fmt: skip
+def ablate(name: str, seeds: Sequence[int] = (0,), reading: str = DEFAULT_READING,
+           toward: str = "text", settings: dict | None = None) -> Matrix:  # fmt: skip
+    """`name` under `reading` and once more with each switch its method reads flipped to
+    `toward`'s choice, one at a time (what each difference between the readings does)."""
+    return ablation(plan([name], seeds, reading, settings), toward)
 
 
-# The negatives each FF method can draw (ff.py NEGATIVES, ff_best.py negative_labels).
-NEGATIVES_OF = {Method.ff: (Negatives.other_image, Negatives.wrong_label),
-                Method.ff_best: (Negatives.hard, Negatives.wrong_label)}  # fmt: skip
-
-# Settings only some methods read: asked of rows that all ignore it, the run would not change.
-READ_ONLY_BY = {"theta": {Method.ff, Method.ff_best}, "stable_loss": {Method.ff},
-                "layer_order": {Method.ff}, "normalize_input": {Method.ff}}  # fmt: skip
-
-
-def resolve_device(device: str) -> torch.device:
-    if device not in ("auto", "cpu", "cuda"):
-        raise BadRequest(f"device {device!r} is not auto, cpu or cuda", "--device")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BadRequest("no CUDA GPU is available here; use --device cpu or auto", "--device")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+def study(name: str, seeds: Sequence[int] = (0,), settings: dict | None = None) -> Matrix:
+    """A study's rows at each of its points x `seeds`; `settings` (--epochs, --train-subset)
+    apply on top of every point."""
+    chosen = find_study(name)
+    return [run for point in chosen.settings()
+            for run in plan(list(chosen.rows), seeds, DEFAULT_READING,
+                            point | (settings or {}))]  # fmt: skip
 
 
-def user_rows(matrix: list[tuple[Experiment, int]]) -> list[Experiment]:
-    """Rows registered after import (a notebook's `register`): a worker process that starts
-    fresh gets them with its job, since only the package's own rows are registered there."""
-    names = {exp.name for exp, _ in matrix if exp.base is None and exp.name not in BUILTIN}
-    return [REGISTRY[name] for name in sorted(names)]
-
-
-def execute_matrix(
-    matrix: list[tuple[Experiment, int]],
-    runs_dir: Path | str = "runs",
-    device: str = "auto",
-    jobs: int = 1,
-    eval_every: int = 0,
-    force: bool = False,
-    resume: bool = False,
-    checkpoint_every: int = 10,
-    data_dir: Path | str | None = None,
-    screen: Screen | None = None,
-) -> list[Outcome]:
-    """Run a planned matrix into `runs_dir`: here one after another, or `jobs` at a time in
-    worker processes (CPU only). Returns each run's outcome, in the matrix's order. Raises
-    BadRequest before anything is written, LaunchError when a run cannot go on."""
-    dev = resolve_device(device)
-    if jobs > 1 and dev.type == "cuda":
-        raise BadRequest(
-            "runs at once would share one GPU; use --jobs 1, or `ffbench sweep` on a cluster",
-            "--jobs",
-        )
-    runs_dir = Path(runs_dir)
+def find_study(name: str) -> studies.Study:
     try:
-        check_writable(runs_dir)
-    except OSError as e:
-        raise BadRequest(str(e), "--runs-dir") from None
-    root = Path(data_dir) if data_dir else mnist.default_data_dir()
-    screen = screen or Screen(Console(), Console(stderr=True))
-    options = dict(eval_every=eval_every, force=force, resume=resume,
-                   checkpoint_every=checkpoint_every)  # fmt: skip
-    if jobs > 1 and len(matrix) > 1:
-        return run_parallel(screen, matrix, root, dev, runs_dir, jobs, options,
-                            user_rows(matrix))  # fmt: skip
-    return run_serial(screen, matrix, root, dev, runs_dir, options)
+        return studies.get(name)
+    except studies.UnknownStudy as e:
+        raise BadRequest(str(e), "NAME") from None
 
 
-def submit_sweep(
-    matrix: list[tuple[Experiment, int]],
-    executor: str = "local",
-    *,
-    runs_dir: Path | str = "runs",
-    data_dir: Path | str | None = None,
-    device: str = "auto",
-    timeout_min: int = 120,
-    partition: str | None = None,
-    gpus_per_node: int = 0,
-    cpus_per_task: int | None = None,
-    eval_every: int = 0,
-    force: bool = False,
-    resume: bool = False,
-    checkpoint_every: int = 10,
-    log=print,
-) -> list:
-    """Submit a planned matrix with submitit, one job per run: local processes, or one SLURM
-    job array (`executor="slurm"`). MNIST is fetched here once, not by every job. Returns the
-    submitit jobs in the matrix's order (`sweep.wait_for` waits for them). Raises BadRequest,
-    SweepError (sbatch refused) or DataError."""
-    from ffbench.sweep import ExecutorKind, local_gpus, make_executor, submit
+def execute(matrix: Matrix, options: RunOptions = DEFAULT_OPTIONS,
+            screen: Screen | None = None) -> list[Outcome]:  # fmt: skip
+    """Run a planned matrix: here one after another, or `options.jobs` at a time in worker
+    processes (CPU only). Raises BadRequest before anything is written, LaunchError when a run
+    cannot go on."""
+    return run_matrix(matrix, options, screen or Screen(Console(), Console(stderr=True)))
 
-    kind = ExecutorKind(executor)
-    if kind == ExecutorKind.local and device == "cuda":
-        resolve_device(device)
-    runs = Path(runs_dir).resolve()
-    try:
-        check_writable(runs)
-    except OSError as e:
-        raise BadRequest(str(e), "--runs-dir") from None
-    root = Path(data_dir or mnist.default_data_dir()).resolve()
-    mnist.fetch(root, log=log)
-    if kind == ExecutorKind.local:
-        gpus_per_node = gpus_per_node or local_gpus(device)
-    ex = make_executor(kind, runs / ".submitit", timeout_min, partition, gpus_per_node,
-                       cpus_per_task)  # fmt: skip
-    options = dict(runs_dir=runs, data_dir=root, device=device, eval_every=eval_every,
-                   force=force, resume=resume, checkpoint_every=checkpoint_every,
-                   rows=user_rows(matrix))  # fmt: skip
-    return submit(ex, matrix, options)
+
+def dry_run(matrix: Matrix, options: RunOptions) -> list[tuple[Experiment, int, Path, str]]:
+    """(row, seed, run directory, its state) for each run of the matrix; nothing is written."""
+    device = resolve_device(options.device).type
+    paths = [run_dir(options.runs_dir, exp, s, device) for exp, s in matrix]
+    return [(exp, s, path, run_state(path)) for (exp, s), path in zip(matrix, paths, strict=True)]
+
+
+def sweep(matrix: Matrix, options: RunOptions = DEFAULT_OPTIONS,
+          cluster: slurm.SlurmOptions = DEFAULT_SLURM, log=print) -> list:  # fmt: skip
+    """Submit a planned matrix to SLURM as one job array (submitit), one job per run. Returns
+    the submitit jobs in the matrix's order (`ffbench.api.slurm.wait_for` waits for them)."""
+    return slurm.submit(matrix, options, cluster, log)
 
 
 def run(
     experiment: str | Experiment | Sequence[str | Experiment],
     seeds: int | Sequence[int] = 0,
-    reading: str = readings.DEFAULT,
+    reading: str = DEFAULT_READING,
     *,
     runs_dir: Path | str = "runs",
     device: str = "auto",
@@ -305,29 +221,30 @@ def run(
 ) -> RunResult | list[RunResult]:
     """Train a row (by name, or an Experiment) or several, each seed into its own run
     directory under `runs_dir`, exactly as `ffbench run` does; a finished run already there is
-    returned, not repeated (force=True repeats it). `settings` change any field of the row
-    (epochs=20, train_subset=5000, theta=1.0). One RunResult for one row and one seed, else a
-    list in (row, seed) order. Progress: one bar (terminal, notebook) or one line per epoch;
-    progress=False prints nothing but errors."""
+    returned, not repeated (force=True repeats it). `settings` change any setting the rows'
+    methods read (epochs=20, train_subset=5000, theta=1.0). One RunResult for one row and one
+    seed, else a list in (row, seed) order. Progress: one bar (terminal, notebook) or one line
+    per epoch; progress=False prints nothing but errors."""
     many = not isinstance(experiment, str | Experiment) or not isinstance(seeds, int)
-    rows = [experiment] if isinstance(experiment, str | Experiment) else list(experiment)
+    names = [experiment] if isinstance(experiment, str | Experiment) else list(experiment)
     seed_list = [seeds] if isinstance(seeds, int) else list(seeds)
     if not seed_list or any(not isinstance(s, int) or s < 0 for s in seed_list):
         raise BadRequest(f"seeds={seeds!r}: give an integer >= 0 or a list of them", "--seed")
-    matrix = plan(rows, seed_list, reading, settings)
+    matrix = plan(names, seed_list, reading, settings)
+    options = RunOptions(Path(runs_dir), Path(data_dir) if data_dir else None, device, jobs,
+                         eval_every, force, resume, checkpoint_every)  # fmt: skip
     screen = Screen(Console(quiet=not progress), Console(stderr=True))
-    outcomes = execute_matrix(matrix, runs_dir, device, jobs, eval_every, force, resume,
-                              checkpoint_every, data_dir, screen)  # fmt: skip
-    found = [RunResult.of(out) for out in outcomes]
+    found = [RunResult.of(out) for out in execute(matrix, options, screen)]
     return found if many else found[0]
 
 
-def load_runs(runs_dir: Path | str = "runs") -> pd.DataFrame:
+def load_runs(runs_dir: Path | str = "runs", warn=print) -> pd.DataFrame:
     """One row per run directory with a result.json under `runs_dir`: experiment, reading,
     overrides, seed, status, test_accuracy (a fraction), train_seconds, settings, path."""
     if not Path(runs_dir).is_dir():
-        raise BadRequest(f"runs dir {runs_dir} does not exist; run something first", "--runs-dir")
-    return results.load_runs(Path(runs_dir))
+        raise BadRequest(f"runs dir {runs_dir} does not exist; run `ffbench run NAME` or pass "
+                         "--runs-dir", "--runs-dir")  # fmt: skip
+    return report.load_runs(Path(runs_dir), warn)
 
 
 def table(runs_dir: Path | str = "runs", reading: str | None = None) -> pd.DataFrame:
@@ -337,8 +254,135 @@ def table(runs_dir: Path | str = "runs", reading: str | None = None) -> pd.DataF
     if reading is not None:
         check_reading(reading)
         runs = runs[runs.reading == reading]
-    return results.aggregate(runs)
+    return report.aggregate(runs)
 
 
-__all__ = ["BadRequest", "PAPER_ROWS", "RunResult", "define", "experiments", "load_runs", "plan",
-           "run", "table"]  # fmt: skip
+VIEWS = {"rows": report.display_rows, "side_by_side": report.side_by_side}
+
+
+def table_view(runs_dir: Path | str = "runs", view: str = "rows", reading: str | None = None,
+               paper: bool = False, ablated: str | None = None, study_name: str | None = None,
+               warn=print) -> tuple[str, list[str], list[list]] | pd.DataFrame | None:  # fmt: skip
+    """What `ffbench table` shows: (title, header, rows) of a view of the runs, or the
+    aggregated DataFrame for view="data"; None when no finished run matches."""
+    if ablated is not None:
+        try:
+            rows.get(ablated)
+        except UnknownExperiment as e:
+            raise BadRequest(str(e), "--ablation") from None
+    if reading is not None:
+        check_reading(reading)
+    chosen = find_study(study_name) if study_name is not None else None
+    runs = load_runs(runs_dir, warn)
+    title = f"ffbench results ({runs_dir})"
+    if chosen is not None:
+        title = f"study {chosen.name}: {chosen.column.replace('_', ' ')} % ({runs_dir})"
+        return (title, *study_table(chosen, Path(runs_dir)))
+    if reading is not None:
+        runs = runs[runs.reading == reading]
+    if paper:
+        runs = runs[runs.experiment.isin(PAPER)]
+    if runs.empty:
+        return None
+    if ablated:  # aggregates that row's runs itself
+        return (title, *report.ablation(runs, ablated))
+    if view == "data":
+        return report.aggregate(runs)
+    return (title, *VIEWS[view](report.aggregate(runs)))
+
+
+def readings_table() -> tuple[list[str], list[list[str]], str]:
+    """Header, rows and caption of `ffbench readings`: every switch under every reading."""
+    header, lines = readings.switch_table()
+    caption = "".join(f"{r.name}: {r.description}.  " for r in readings.READINGS.values())
+    return header, lines, caption
+
+
+def listing(reading: str = DEFAULT_READING) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of `ffbench list`: each row's settings and the paper's numbers."""
+    header = ["Name", "Net", "Method", "Loss", "Opt", "Rate", "Rate growth", "Epochs", "Batch",
+              "Paper %", "Paper time"]  # fmt: skip
+    lines = []
+    for exp in experiments(reading).values():
+        paper = PAPER.get(exp.name)
+        acc = "" if paper is None else "NAN" if math.isnan(paper.accuracy) else f"{paper.accuracy}"
+        growth = exp.lr_scaling.value + (
+            f", cooled over the last {exp.cooldown:.0%}" if exp.cooldown else ""
+        )
+        loss = exp.dnn_output.value if "dnn_output" in methods.get(exp.method).reads else (
+            exp.loss.value)  # fmt: skip
+        lines.append([
+            exp.name, "-".join(map(str, exp.sizes)), exp.method, loss, exp.optimizer.value,
+            f"{exp.lr:g}", growth, str(exp.epochs), f"{exp.batch_start}→{exp.batch_final}", acc,
+            paper.time if paper else "",
+        ])  # fmt: skip
+    return header, lines
+
+
+def fetch_data(data_dir: Path | None = None, refetch: bool = False, log=print) -> Path:
+    """Fetch MNIST into `data_dir` and verify the md5 of its four raw files."""
+    return mnist.fetch(data_dir or mnist.default_data_dir(), refetch=refetch, log=log)
+
+
+def load_data(data_dir: Path | None = None, device: str = "cpu", n: int | None = None, log=print):
+    """MNIST on `device` (the first `n` training images), fetched if needed."""
+    return mnist.load(data_dir or mnist.default_data_dir(), device, n, log=log)
+
+
+def benchmark(device: str = "auto", batches: Sequence[int] = (3200, 60000),
+              reading: str = DEFAULT_READING, data_dir: Path | None = None,
+              log=print) -> list[dict]:  # fmt: skip
+    """The measurements of `ffbench bench`, one dict per batch size."""
+    dev = resolve_device(device)
+    check_reading(reading)
+    return bench(load_data(data_dir, dev, log=log), dev, list(batches), reading=reading)
+
+
+def write_text(path: Path, text: str) -> None:
+    """`text` written whole to `path` (tmp + rename)."""
+    write_atomic(path, text)
+
+
+def figure_losses(path: Path) -> Path:
+    """L0, L1 and their adjusted forms against goodness, for theta = 0, 1, 2 (section 3.2)."""
+    return figures.losses_figure(path)
+
+
+def figure_cosine(path: Path, data_dir: Path | None = None, log=print) -> Path:
+    """|cos| of random directions as n grows, and of forward gradients on our MLP."""
+    data = load_data(data_dir, "cpu", 256, log)
+    return figures.cosine_figure(path, data.x_train, data.y_train)
+
+
+def figure_depth(runs_dir: Path, path: Path, data_dir: Path | None = None, log=print) -> Path:
+    """The depth study from its runs, and each method's per-layer |cos| at each depth."""
+    if not Path(runs_dir).is_dir():
+        raise BadRequest(f"runs dir {runs_dir} does not exist; run `ffbench study depth` first",
+                         "--runs-dir")  # fmt: skip
+    data = load_data(data_dir, "cpu", 256, log)
+    return figures.depth_figure(Path(runs_dir), path, data.x_train, data.y_train)
+
+
+def figure_ablation(runs_dir: Path, name: str, reading: str, path: Path, warn=print) -> Path:
+    """`ffbench ablate`'s runs of `name` under `reading`: each flip's change in accuracy."""
+    check_reading(reading)
+    try:
+        return figures.ablation_figure(load_runs(runs_dir, warn), name, reading, path)
+    except ValueError as e:  # no such runs: what to run
+        raise BadRequest(str(e), "NAME") from None
+
+
+def plot(runs: Sequence[Path], path: Path) -> Path:
+    """Learning curves (loss, and test accuracy where recorded) of run directories."""
+    for r in runs:
+        if not (Path(r) / "metrics.csv").is_file():
+            raise BadRequest(f"{r} has no metrics.csv; give run directories such as "
+                             "runs/code/DNN_base/seed-0-cpu-<hash>", "RUNS")  # fmt: skip
+    return figures.learning_curves([Path(r) for r in runs], path)
+
+
+DataError = mnist.DataError
+__all__ = ["BadRequest", "BatchGrowth", "DataError", "Experiment", "LaunchError", "LayerOrder",
+           "LrScaling", "Matrix", "Method", "PAPER_ROWS", "RunOptions", "RunResult", "Screen",
+           "define", "experiments", "load_runs", "overrides", "plan", "register", "run",
+           "settings_text", "slurm", "table"]  # fmt: skip

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ffbench.losses import Loss
+from ffbench.core.losses import Loss
 
 
 class AuthorsLayer(nn.Linear):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ffbench import data
+from ffbench.core import data
 
 
 @pytest.fixture(scope="session")

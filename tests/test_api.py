@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import ffbench
-from ffbench.experiment import REGISTRY
+from ffbench.rows import REGISTRY, overrides
 
 TINY = dict(epochs=1, train_subset=500, batch_final=50)
 
@@ -113,8 +113,8 @@ def test_progress_is_one_bar_or_few_lines_in_a_notebook_and_none_when_quiet(monk
 
     from rich.console import Console
 
-    from ffbench import progress as progress_module
-    from ffbench.progress import EpochProgress
+    from ffbench.runner import progress as progress_module
+    from ffbench.runner.progress import EpochProgress
 
     record = dict(batch=50, rate=0.1, loss=1.0, seconds=1.0)
 
@@ -140,6 +140,6 @@ def test_an_experiment_object_keeps_its_switches_a_name_takes_the_reading():
 
     mine = dataclasses.replace(ffbench.experiments("code")["adj_FFA0_1"], goodness="sum")
     ((exp, _),) = plan([mine], [0], reading="code")
-    assert exp.goodness.value == "sum" and exp.overrides() == {"goodness": "sum"}
+    assert exp.goodness.value == "sum" and overrides(exp) == {"goodness": "sum"}
     ((exp, _),) = plan(["adj_FFA0_1"], [0], reading="code", settings={"theta": "1"})
     assert exp.goodness.value == "mean" and exp.theta == 1.0

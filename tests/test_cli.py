@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import subprocess
 import sys
@@ -96,34 +97,23 @@ def test_dry_run_lists_the_matrix_and_writes_nothing(tmp_path):
     assert not runs.exists()
 
 
-def test_dry_run_says_a_run_made_before_its_row_changed_is_kept_and_run_anew(tmp_path, monkeypatch):
-    from ffbench.experiment import get
-    from ffbench.runner import RESULT, run_dir, write_json
+def test_dry_run_finds_the_rows_run_by_its_settings_alone(tmp_path, monkeypatch):
+    """A run at the rate a row had before (its own name, the hash of that rate) is not the row's
+    run now: the dry run shows the row's run missing, and that one done once asked for."""
+    from ffbench.rows import get
+    from ffbench.runner.store import RESULT, run_dir, write_json
 
     monkeypatch.chdir(tmp_path)  # a short run dir, so the table's columns are not wrapped
-    path = run_dir(Path("r"), get("DNN_base"), 0)
+    old = dataclasses.replace(get("DNN_base"), lr=3e-4)
+    path = run_dir(Path("r"), old, 0)
     path.mkdir(parents=True)
-    write_json(path / "config.json", get("DNN_base").settings() | {"lr": 3e-4})
+    write_json(path / "config.json", old.config())
     write_json(path / RESULT, {"experiment": "DNN_base", "status": "finished"})
     out = invoke("run", "DNN_base", "--reading", "text", "--dry-run", "--runs-dir", "r")
-    assert out.exit_code == 0 and "made with lr=0.0003: kept, run anew" in out.output
-    assert sorted(p.name for p in path.parent.iterdir()) == ["seed-0"]  # nothing moved yet
-
-
-def test_dry_run_says_a_run_made_at_the_rows_rate_now_moves_in(tmp_path, monkeypatch):
-    from ffbench.experiment import get
-    from ffbench.runner import RESULT, run_dir, write_json
-
-    monkeypatch.chdir(tmp_path)
-    path = run_dir(Path("r"), get("DNN_base"), 0)
-    for where, lr in ((path, 3e-4), (path.with_name("seed-0-0123abcd"), get("DNN_base").lr)):
-        where.mkdir(parents=True)
-        write_json(where / "config.json", get("DNN_base").settings() | {"lr": lr})
-        write_json(where / RESULT, {"experiment": "DNN_base", "status": "finished"})
-    out = invoke("run", "DNN_base", "--reading", "text", "--dry-run", "--runs-dir", "r")
-    assert out.exit_code == 0, out.output
-    assert "made with lr=0.0003: kept; done as seed-0-0123abcd: moved here" in out.output
-    assert sorted(p.name for p in path.parent.iterdir()) == ["seed-0", "seed-0-0123abcd"]
+    assert out.exit_code == 0 and "missing" in out.output and path.name not in out.output
+    out = invoke("run", "DNN_base", "--reading", "text", "--lr", "3e-4", "--dry-run",
+                 "--runs-dir", "r")  # fmt: skip
+    assert out.exit_code == 0 and "finished" in out.output and path.name in out.output
 
 
 @pytest.mark.parametrize("fmt", ["latex", "json", "markdown", "csv", "rich"])
@@ -147,14 +137,10 @@ def test_table_exports_to_a_file(tmp_path, fmt):
         assert rows[0]["experiment"] == "DNN_base" and rows[1]["accuracy"] is None
 
 
-def test_sweep_runs_one_local_job_per_experiment_and_seed(tmp_path, mnist_root):
-    runs = tmp_path / "runs"
-    args = ["--seeds", "2", "--executor", "local", "--epochs", "1", "--train-subset", "2000"]
-    out = invoke("sweep", "adj_FFA0_1", "DNN_base", *args, "--runs-dir", str(runs))
-    assert out.exit_code == 0, out.output
-    csv = invoke("table", "--runs-dir", str(runs), "--format", "csv").output.splitlines()
-    rows = [dict(zip(csv[0].split(","), line.split(","), strict=True)) for line in csv[1:]]
-    assert {(r["experiment"], r["n"]) for r in rows} == {("DNN_base", "2"), ("adj_FFA0_1", "2")}
+def test_a_local_sweep_points_to_run_jobs(tmp_path):
+    out = invoke("sweep", "DNN_base", "--executor", "local", "--runs-dir", str(tmp_path / "r"))
+    assert out.exit_code == 2 and "`ffbench run --jobs N`" in out.output
+    assert not (tmp_path / "r").exists()
 
 
 def test_jobs_run_rows_in_parallel_processes_like_one_after_another(tmp_path, mnist_root):

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ffbench.cli import app
-from ffbench.config import ConfigError, load_rows
+from ffbench.rows.files import ConfigError, load_rows
 
 runner = CliRunner()
 TINY = ["--epochs", "1", "--train-subset", "500", "--batch-final", "50"]

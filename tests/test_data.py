@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from ffbench import data
+from ffbench.core import data
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from ffbench.cli import app
-from ffbench.runner import LOCK, RESULT
+from ffbench.runner.store import LOCK, RESULT
 
 runner = CliRunner()
 SMALL = ["--train-subset", "2000", "--batch-final", "50"]
@@ -57,14 +57,18 @@ def wait_for_epoch(proc, epoch):
         (["run", "DNN_base", "--lr", "-1"], "lr must be > 0"),
         (["run"], "--paper"),
         (["run", "DNN_base", "--raw-input"], "no experiment named reads --normalize-input/--raw"),
-        (["run", "FF_best", "--literal-loss"], "no experiment named reads --stable-loss"),
+        (["run", "DNN_base", "--literal-loss"], "no experiment named reads --stable-loss"),
+        (["run", "FF_best", "--set", "optimizer=adam"], "momentum=0.9 is read by sgd only"),
+        (["run", "FFA0", "--set", "loss=cross_entropy"], "trains an FF loss"),
+        (["run", "DNN_base", "--set", "goodness=mean"], "reads goodness (only ff rows do)"),
         (["run", "FG_local", "--theta", "3"], "no experiment named reads --theta"),
         (["run", "DNN_base", "--reading", "cod"], "unknown reading 'cod': did you mean code?"),
         (["run", "DNN_base", "--set", "thetaa=1"], "did you mean theta?"),
         (["run", "DNN_base", "--set", "negatives=foo"], "takes other_image, wrong_label"),
         (["run", "DNN_base", "--set", "epochs=0"], "epochs must be >= 1"),
         (["sweep", "DNN_base", "--set", "bias"], "give KEY=VALUE"),
-        (["ablate", "FF_best"], "FF_best reads no switch that differs"),
+        (["ablate", "FF_best"], "FF_best is not a row of the notes' table"),
+        (["ablate", "FFA0", "--reading", "text"], "FFA0 reads no switch that differs"),
         (["ablate", "adj_FFA0_1", "--toward", "txt"], "unknown reading 'txt'"),
         (["table", "--side-by-side", "--study", "depth"], "give one of --side-by-side, --study"),
         (["table", "--ablation", "FFA0", "--format", "csv"], "--ablation prints rich, markdown"),

@@ -6,18 +6,18 @@ import dataclasses
 import pytest
 import torch
 
-from ffbench.experiment import get
-from ffbench.ff_best import (
+from ffbench.core.losses import goodness
+from ffbench.core.models import N_CLASSES
+from ffbench.methods.ff_best import (
+    FFBest,
     FFBestNet,
-    FFBestTask,
     StraightReLU,
     peer_penalty,
     rms_normalize,
     unlabelled,
 )
-from ffbench.losses import goodness
-from ffbench.models import N_CLASSES
-from ffbench.training import train
+from ffbench.rows import get
+from ffbench.runner.loop import train
 
 SIZES = (784, 40, 30, 20)
 
@@ -62,7 +62,7 @@ def test_goodness_per_label_tries_every_label_above_the_first_layer(synthetic):
 
 
 def test_hard_negatives_are_wrong_labels_drawn_by_the_heads_probability(synthetic):
-    task = FFBestTask(small_best(), synthetic, torch.device("cpu"))
+    task = FFBest(small_best(), synthetic, torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
     y = torch.arange(N_CLASSES).repeat(400)
     logits = torch.zeros(len(y), N_CLASSES)
@@ -78,7 +78,7 @@ def test_hard_negatives_are_wrong_labels_drawn_by_the_heads_probability(syntheti
 
 
 def test_uniform_negatives_ignore_the_head_and_never_repeat_the_label(synthetic):
-    task = FFBestTask(small_best(negatives="wrong_label"), synthetic, torch.device("cpu"))
+    task = FFBest(small_best(negatives="wrong_label"), synthetic, torch.device("cpu"))
     y = torch.arange(N_CLASSES).repeat(400)
     logits = torch.zeros(len(y), N_CLASSES)
     logits[:, 9] = 3.0  # a hard draw would pick 9 for 72 % of the other rows
@@ -88,8 +88,8 @@ def test_uniform_negatives_ignore_the_head_and_never_repeat_the_label(synthetic)
 
 
 def test_standard_pixels_reach_the_first_layer_label_pixels_still_zero(synthetic):
-    unit = FFBestTask(small_best(), synthetic, torch.device("cpu"))
-    standard = FFBestTask(small_best(pixels="standard"), synthetic, torch.device("cpu"))
+    unit = FFBest(small_best(), synthetic, torch.device("cpu"))
+    standard = FFBest(small_best(pixels="standard"), synthetic, torch.device("cpu"))
     expected = (synthetic.x_train - 0.1307) / 0.3081
     expected[:, :N_CLASSES] = 0.0
     torch.testing.assert_close(standard.x0_train, expected)
@@ -112,7 +112,7 @@ def test_straight_relu_passes_the_gradient_where_the_unit_is_off():
 
 
 def test_the_head_never_trains_the_ff_layers(synthetic):
-    task = FFBestTask(small_best(), synthetic, torch.device("cpu"))
+    task = FFBest(small_best(), synthetic, torch.device("cpu"))
     idx = torch.arange(16)
     grads = []
     for head_weight in (0.0, 5.0):

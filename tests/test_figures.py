@@ -33,7 +33,7 @@ def test_plot_draws_several_runs(tmp_path):
 
 
 def test_the_loss_axis_is_logarithmic_only_for_positive_losses_over_three_decades():
-    from ffbench.figures import loss_scale
+    from ffbench.report.figures import loss_scale
 
     assert loss_scale(pd.Series([0.1, 0.3, 2.0e9])) == "log"  # FG at 1e-2 beside backprop
     assert loss_scale(pd.Series([0.1, 0.3, 2.3])) == "linear"
@@ -48,7 +48,7 @@ def test_plot_of_a_folder_that_is_not_a_run(tmp_path):
 
 
 def test_cosine_figure_is_a_png(tmp_path, synthetic):
-    from ffbench.figures import cosine_figure
+    from ffbench.report.figures import cosine_figure
 
     path = cosine_figure(tmp_path / "cos.png", synthetic.x_train, synthetic.y_train, draws=3)
     data = path.read_bytes()
@@ -58,8 +58,8 @@ def test_cosine_figure_is_a_png(tmp_path, synthetic):
 def test_the_cosine_figures_data_follow_sqrt_2_over_pi_n(synthetic):
     """The data behind `ffbench figure cosine`: E|cos| of random directions is sqrt(2/(pi n))
     (left), and a weight-perturbed estimate (g . v) v is such a direction against g (right)."""
-    from ffbench.figures import forward_gradient_cosines, random_cosines
-    from ffbench.forward_grad import weight_perturbed
+    from ffbench.methods.forward_grad import weight_perturbed
+    from ffbench.report.figures import forward_gradient_cosines, random_cosines
 
     gen = torch.Generator().manual_seed(0)
     mean_80 = random_cosines(80, 20000, gen).mean().item()

@@ -6,10 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ffbench.experiment import get
-from ffbench.forward_grad import activity_perturbed, joint_activity_perturbed, weight_perturbed
-from ffbench.models import MLP
-from ffbench.training import train
+from ffbench.core.models import MLP
+from ffbench.methods.forward_grad import (
+    activity_perturbed,
+    joint_activity_perturbed,
+    weight_perturbed,
+)
+from ffbench.rows import get
+from ffbench.runner.loop import train
 
 
 def small_problem(seed=0):

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from ffbench.experiment import get, under
-from ffbench.losses import Loss, ff_loss, goodness
-from ffbench.models import FFNet, LayerGoodness, encode_images
+from ffbench.core.losses import Loss, ff_loss, goodness
+from ffbench.core.models import FFNet, LayerGoodness, encode_images
+from ffbench.rows import get, under
 
 
 def sigma(x):
@@ -99,7 +99,7 @@ def test_fused_layer_gradient_matches_autograd(normalize, bias, eps, mean):
 def test_fast_label_scoring_equals_ten_overlaid_passes(reading, normalize_input):
     exp = under(get("adj_FFA0_1"), reading)
     torch.manual_seed(1)
-    net = FFNet(normalize_input=normalize_input, bias=exp.bias, eps=exp.norm_eps,
+    net = FFNet(exp.sizes, normalize_input=normalize_input, bias=exp.bias, eps=exp.norm_eps,
                 goodness=exp.goodness)  # fmt: skip
     with torch.no_grad():
         for layer in net.layers:

@@ -7,13 +7,14 @@ import torch
 import torch.nn.functional as F
 from authors_loop import AuthorsDNN, AuthorsFFA, authors_epochs
 
-from ffbench.backprop import BackpropTask
-from ffbench.experiment import Optimizer, get, under
-from ffbench.ff import FFTask, wrong_label_negatives
-from ffbench.losses import Loss, code_loss_terms, ff_loss_terms
-from ffbench.models import FFNet, GoodnessReduce, LabelInput, encode_images
-from ffbench.readings import READINGS, SWITCHES
-from ffbench.training import train
+from ffbench.core.losses import Loss, code_loss_terms, ff_loss_terms
+from ffbench.core.models import FFNet, GoodnessReduce, LabelInput, encode_images
+from ffbench.core.optimizers import Optimizer
+from ffbench.methods.backprop import Backprop
+from ffbench.methods.ff import FF, wrong_label_negatives
+from ffbench.rows import get, overrides, under
+from ffbench.rows.readings import READINGS, SWITCHES
+from ffbench.runner.loop import train
 
 CPU = torch.device("cpu")
 PLAN = [(40, 0.05), (300, 2.0), (700, 8.0)]  # (batch, rate) of three epochs
@@ -21,12 +22,12 @@ PLAN = [(40, 0.05), (300, 2.0), (700, 8.0)]  # (batch, rate) of three epochs
 
 @pytest.mark.parametrize("name", ["adj_FFA0_1", "adj_FFA1_2", "FFA0"])
 def test_code_reading_takes_the_authors_steps(mnist_small, name):
-    """FFTask under the code reading (encoded inputs, fused goodness, chunks, windows, shared
+    """FF under the code reading (encoded inputs, fused goodness, chunks, windows, shared
     ASGD with decay-only steps) against the authors' loop written plainly: same losses, same
     weights, same predictions after three epochs."""
     exp = under(get(name), "code")
     torch.manual_seed(0)
-    fast = FFTask(exp, mnist_small, CPU, chunk=128)  # several chunks per batch
+    fast = FF(exp, mnist_small, CPU, chunk=128)  # several chunks per batch
     gen = torch.Generator().manual_seed(0)
     fast_losses = []
     for batch, rate in PLAN:
@@ -48,7 +49,7 @@ def test_code_reading_takes_the_authors_steps(mnist_small, name):
 def test_code_reading_dnn_is_the_authors_dnn(mnist_small):
     exp = under(get("DNN_base"), "code")
     torch.manual_seed(0)
-    fast = BackpropTask(exp, mnist_small, CPU, chunk=128)
+    fast = Backprop(exp, mnist_small, CPU, chunk=128)
     gen = torch.Generator().manual_seed(0)
     fast_losses = []
     for batch, rate in PLAN:
@@ -121,7 +122,7 @@ def test_wrong_label_negatives_never_carry_the_label():
 def test_mean_goodness_is_the_sum_over_the_width():
     torch.manual_seed(0)
     x = torch.rand(8, 784)
-    total, mean = (FFNet(goodness=g) for g in GoodnessReduce)
+    total, mean = (FFNet((784, 800, 10), True, True, 1e-8, g) for g in GoodnessReduce)
     mean.load_state_dict(total.state_dict())
     g_sum, g_mean = total.goodnesses(x), mean.goodnesses(x)
     torch.testing.assert_close(g_mean[0], g_sum[0] / 800)
@@ -155,4 +156,4 @@ def test_a_reading_sets_every_switch_and_rows_beyond_the_notes_keep_theirs():
     for reading in READINGS.values():
         assert {s.name for s in SWITCHES} <= set(reading.settings)
     assert under(get("FF_best"), "code") == get("FF_best")
-    assert under(get("adj_FFA0_1"), "code").overrides() == {}
+    assert overrides(under(get("adj_FFA0_1"), "code")) == {}

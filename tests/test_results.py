@@ -3,24 +3,26 @@ import math
 
 import pytest
 
-from ffbench import results
-from ffbench.experiment import get
-from ffbench.runner import write_json
+from ffbench.report import formats
+from ffbench.report import table as results
+from ffbench.rows import get, under
+from ffbench.runner.store import write_json
 
 
 def fake_run(
     root, name, seed, status, acc, seconds, /, overrides=None, suffix="", readouts=None, **config
 ):
-    """A run directory as `ffbench run` leaves it (only the files the table reads)."""
+    """A run directory as `ffbench run` leaves it (only the files the table reads): the row
+    under its reading (`reading=`, default text) with `overrides` and `config` set."""
     path = root / name / f"seed-{seed}{suffix}"
     path.mkdir(parents=True)
-    settings = {"optimizer": "asgd", "lr": 1e-3, "epochs": 400, "batch_start": 50,
-                "batch_final": 60000} | config  # fmt: skip
-    write_json(path / "config.json", settings)
+    reading = config.get("reading", "text")
+    write_json(path / "config.json", under(get(name), reading).config() | (overrides or {})
+               | config)  # fmt: skip
     write_json(path / "result.json", {
-        "experiment": name, "seed": seed, "status": status, "test_accuracy": acc,
-        "train_seconds": seconds, "device": "cpu", "overrides": overrides or {},
-        "diverged_epoch": config.get("diverged_epoch"),
+        "experiment": name, "reading": reading, "seed": seed, "status": status,
+        "test_accuracy": acc, "train_seconds": seconds, "device": "cpu",
+        "overrides": overrides or {}, "diverged_epoch": config.get("diverged_epoch"),
     } | ({"readouts": readouts} if readouts else {}))  # fmt: skip
     return path
 
@@ -70,7 +72,7 @@ def test_diverged_runs_print_nan_and_are_counted(tmp_path):
     assert math.isnan(agg.loc["FFA0", "accuracy"]) and agg.loc["FFA0", "status"] == "diverged"
     assert agg.loc["adj_FFA0_1", "accuracy"] == pytest.approx(50.0)
     assert agg.loc["adj_FFA0_1", "diverged"] == 1 and agg.loc["adj_FFA0_1", "n"] == 2
-    assert "NAN" in results.to_markdown(agg.reset_index())
+    assert "NAN" in formats.markdown(*results.display_rows(agg.reset_index()))
 
 
 def test_rows_follow_the_paper_order_and_variants_stay_apart(tmp_path):
@@ -95,7 +97,7 @@ def test_a_malformed_result_is_skipped_with_a_warning(tmp_path):
 def test_csv_has_the_documented_columns(tmp_path):
     fake_run(tmp_path, "DNN_base", 0, "finished", 0.97, 1.0)
     header = (
-        results.to_csv(results.aggregate(results.load_runs(tmp_path))).splitlines()[0].split(",")
+        formats.to_csv(results.aggregate(results.load_runs(tmp_path))).splitlines()[0].split(",")
     )
     for col in ("experiment", "accuracy", "accuracy_std", "n", "time_s", "paper_accuracy",
                 "paper_time_s", "status"):  # fmt: skip

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from ffbench.schedules import (
+from ffbench.core.schedules import (
     BatchGrowth,
     Batching,
     LrScaling,

@@ -11,13 +11,15 @@ from test_results import fake_run
 from typer.testing import CliRunner
 
 from ffbench.cli import app
-from ffbench.data import load
-from ffbench.experiment import DEPTH_RATES, REGISTRY
-from ffbench.figures import depth_figure
-from ffbench.forward_grad import Perturbation, activity_perturbed, layer_cosines
-from ffbench.models import MLP
-from ffbench.runner import read_json, write_json
-from ffbench.studies import DEPTH_ROWS, FF_BEST_BUDGET, get, mlp, point_label
+from ffbench.core.data import load
+from ffbench.core.models import MLP
+from ffbench.methods.forward_grad import Perturbation, activity_perturbed, layer_cosines
+from ffbench.report.figures import depth_figure
+from ffbench.report.studies import choice, study_runs, study_table
+from ffbench.rows import REGISTRY
+from ffbench.rows.beyond import DEPTH_RATES
+from ffbench.rows.studies import DEPTH_ROWS, FF_BEST_BUDGET, get, mlp, point_label
+from ffbench.runner.store import read_json, write_json
 
 runner = CliRunner()
 
@@ -43,7 +45,7 @@ def test_study_dry_run_lists_rows_times_points_times_seeds(tmp_path):
 
 
 def test_study_help_names_every_registered_study():
-    from ffbench.studies import STUDIES
+    from ffbench.rows.studies import STUDIES
 
     out = runner.invoke(app, ["study", "--help"], terminal_width=200)
     assert out.exit_code == 0
@@ -53,8 +55,8 @@ def test_study_help_names_every_registered_study():
 def fake_study_run(root, row, seed, sizes, error, epochs=20):
     changed = {"sizes": list(sizes)} | ({"epochs": epochs} if epochs != 20 else {})
     return fake_run(root / "text", row, seed, "finished", 1 - error / 100, 60.0, changed,
-                    suffix=f"-{len(sizes)}-{sizes[1]}", sizes=list(sizes), epochs=epochs,
-                    lr=1e-3)  # fmt: skip
+                    suffix=f"-{len(sizes)}-{sizes[1]}", sizes=list(sizes),
+                    epochs=epochs)  # fmt: skip
 
 
 def test_the_study_table_is_rows_by_points_with_mean_std_and_n(tmp_path):
@@ -63,7 +65,7 @@ def test_the_study_table_is_rows_by_points_with_mean_std_and_n(tmp_path):
     fake_study_run(tmp_path, "depth_FG_local", 0, mlp(1), 4.0)
     fake_study_run(tmp_path, "depth_FG_local", 1, mlp(1), 9.0, epochs=2)  # shortened: left out
     fake_study_run(tmp_path, "depth_FG_local", 2, (784, 100, 10), 9.0)  # at no point: left out
-    header, rows = get("depth").table(tmp_path)
+    header, rows = study_table(get("depth"), tmp_path)
     assert header[0] == "Row" and header[1:4] == ["L=1, W=256", "L=2, W=256", "L=4, W=256"]
     table = {r[0]: dict(zip(header[1:], r[1:], strict=True)) for r in rows}
     assert table["depth_backprop"]["L=4, W=256"] == "2.50 ± 0.71 (n=2)"
@@ -88,13 +90,13 @@ def test_a_choosing_study_shows_validation_error_only_at_its_own_epochs(tmp_path
         fake_run(tmp_path / "text", "FF_best", seed, "finished", 0.5, 9.0, changed,
                  suffix="-x", sizes=sizes, **changed)  # fmt: skip
     study = get("ff_best_recipe")
-    header, rows = study.table(tmp_path)
+    header, rows = study_table(study, tmp_path)
     assert header[2] == "validation=10000, epochs=30, pixels=standard"
     assert rows == [["FF_best", "-", "2.50 ± 0.71 (n=2)", "-", "-", "-"]]
     lr = {"validation": 10000, "epochs": 30, "lr": 3e-3}  # the last point, whose run diverged
     fake_run(tmp_path / "text", "FF_best", 0, "diverged", math.nan, 9.0, lr, suffix="-d",
              sizes=sizes, **lr)  # fmt: skip
-    assert study.table(tmp_path)[1][0][-1] == "diverged (n=1)"
+    assert study_table(study, tmp_path)[1][0][-1] == "diverged (n=1)"
     out = runner.invoke(app, ["table", "--study", "ff_best_recipe", "--runs-dir", str(tmp_path)])
     assert out.exit_code == 0 and "validation error %" in out.output, out.output
 
@@ -160,8 +162,8 @@ def test_activity_and_local_estimates_average_to_their_gradients(mnist_small):
 def test_every_choosing_study_holds_out_validation_images_and_hides_the_test_set():
     """A study that picks a rate or a recipe (issue 13) must pick it on held-out training
     images: each of its runs holds some out, and its table shows validation error only."""
-    from ffbench.experiment import get as get_row
-    from ffbench.studies import STUDIES
+    from ffbench.rows import get as get_row
+    from ffbench.rows.studies import STUDIES
 
     choosing = [s for s in STUDIES.values() if s.column == "validation_error"]
     assert {s.name for s in choosing} == {
@@ -190,8 +192,8 @@ def test_a_run_at_a_rate_since_chosen_away_is_at_its_rate_point_not_the_rows(tmp
     old = 1e-3
     assert DEPTH_RATES["fg_local"] != old
     rate_run(tmp_path, "depth_FG_local", 0, old, 12.0, "-a")
-    assert get("depth").runs(tmp_path).empty
-    assert list(get("depth_rates").runs(tmp_path).point) == ["L=4, W=256, lr=0.001"]
+    assert study_runs(get("depth"), tmp_path).empty
+    assert list(study_runs(get("depth_rates"), tmp_path).point) == ["L=4, W=256, lr=0.001"]
 
 
 def test_a_choosing_study_chooses_the_lowest_mean_validation_error(tmp_path):
@@ -201,7 +203,7 @@ def test_a_choosing_study_chooses_the_lowest_mean_validation_error(tmp_path):
     rate_run(tmp_path, "depth_FG_activity", 1, 3e-4, 12.0, "-d")  # mean 11.5
     rate_run(tmp_path, "depth_FG_activity", 0, 1e-3, None, "-e")  # diverged: the worst
     rate_run(tmp_path, "depth_FG_activity", 1, 1e-3, 5.0, "-f")
-    chosen = get("depth_rates").choice(tmp_path)
+    chosen = choice(get("depth_rates"), tmp_path)
     assert chosen == {"depth_FG_activity": {"sizes": mlp(4), "lr": 3e-4}}
 
 
@@ -209,17 +211,17 @@ def test_a_choice_compares_points_on_the_seeds_they_share(tmp_path):
     rate_run(tmp_path, "depth_backprop", 0, 1e-3, 2.2, "-a")
     rate_run(tmp_path, "depth_backprop", 1, 1e-3, 2.6, "-b")  # a seed only this point ran
     rate_run(tmp_path, "depth_backprop", 0, 3e-3, 2.3, "-c")
-    assert get("depth_rates").choice(tmp_path)["depth_backprop"]["lr"] == 1e-3
+    assert choice(get("depth_rates"), tmp_path)["depth_backprop"]["lr"] == 1e-3
 
 
 def test_the_registered_rates_and_recipe_are_what_validation_chose_in_the_reference_runs():
     """Every rate of the beyond-rows is the choice, on validation, of its study's committed runs
     (README): editing a rate without the runs that chose it fails here."""
     ref = Path(__file__).parents[1] / "runs" / "reference"
-    fg = get("fg_rates").choice(ref)
+    fg = choice(get("fg_rates"), ref)
     assert {row: p["lr"] for row, p in fg.items()} == {
         row: REGISTRY[row].lr for row in ("FG_weight", "FG_activity", "FG_local")
     }
-    depth = get("depth_rates").choice(ref)
-    assert {REGISTRY[row].method.value: p["lr"] for row, p in depth.items()} == DEPTH_RATES
-    assert get("ff_best_recipe").choice(ref) == {"FF_best": dict(FF_BEST_BUDGET)}
+    depth = choice(get("depth_rates"), ref)
+    assert {REGISTRY[row].method: p["lr"] for row, p in depth.items()} == DEPTH_RATES
+    assert choice(get("ff_best_recipe"), ref) == {"FF_best": dict(FF_BEST_BUDGET)}

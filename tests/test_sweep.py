@@ -1,4 +1,4 @@
-"""The order `run --jobs N` starts runs in: longest first."""
+"""The order `run --jobs N` starts runs in (longest first), and jobs in fresh processes."""
 
 import dataclasses
 import json
@@ -10,18 +10,11 @@ import time
 import pytest
 import torch
 
-from ffbench.experiment import PAPER_ROWS, get, under
-from ffbench.sweep import (
-    STOP_SIGNALS,
-    ExecutorKind,
-    JobInterrupted,
-    cluster_job,
-    expected_cost,
-    local_gpus,
-    longest_first,
-    make_executor,
-    run_job,
-)
+from ffbench import methods
+from ffbench.rows import PAPER_ROWS, get, under
+from ffbench.runner import RunOptions
+from ffbench.runner.local import expected_cost, longest_first, run_job
+from ffbench.runner.slurm import STOP_SIGNALS, JobInterrupted, cluster_job
 
 
 def test_the_paper_rows_start_longest_first_and_dnn_base_last():
@@ -43,23 +36,14 @@ def test_a_subset_or_fewer_epochs_cost_less():
     assert expected_cost(dataclasses.replace(exp, epochs=2)) < expected_cost(exp) / 100
 
 
-def test_local_jobs_see_the_gpus_unless_told_cpu(tmp_path, monkeypatch):
-    """submitit's local executor sets CUDA_VISIBLE_DEVICES to its gpus_per_node GPUs: with 0,
-    `--device auto` jobs would silently train on the CPU."""
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert local_gpus("auto") == 2 and local_gpus("cuda") == 2 and local_gpus("cpu") == 0
-    ex = make_executor(ExecutorKind.local, tmp_path, 5, gpus_per_node=local_gpus("auto"))
-    assert ex.parameters["gpus_per_node"] == 2
-
-
 def test_a_job_that_cannot_start_leaves_a_failed_result(tmp_path, monkeypatch):
     """A job asked for CUDA where it sees none fails before `execute`: its run directory
     still gets a result.json that says why."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    options = dict(runs_dir=tmp_path, data_dir=tmp_path / "data", device="cuda", eval_every=0,
-                   force=False, resume=False, checkpoint_every=10)  # fmt: skip
-    out = run_job(get("DNN_base"), 0, options)
-    assert out.path == tmp_path / "text" / "DNN_base" / "seed-0-cuda"
+    options = RunOptions(tmp_path, tmp_path / "data", "cuda")
+    out = run_job(get("DNN_base"), 0, {}, methods.get("backprop"), options, print)
+    assert out.path.parent == tmp_path / "text" / "DNN_base"
+    assert out.path.name.startswith("seed-0-cuda-")
     result = json.loads((out.path / "result.json").read_text())
     assert result["status"] == "failed" and "sees no CUDA GPU" in result["error"]
 
@@ -70,8 +54,7 @@ def test_a_cluster_job_warned_of_its_time_limit_leaves_a_resumable_run(tmp_path,
     with an error naming the signal, not with a `failed` result.json that hides the run."""
     exp = dataclasses.replace(under(get("adj_FFA0_1"), "code"), epochs=400, train_subset=2000,
                               batch_final=50)  # fmt: skip
-    options = dict(runs_dir=tmp_path, data_dir=mnist_root, device="cpu", eval_every=0,
-                   force=False, resume=False, checkpoint_every=1)  # fmt: skip
+    options = RunOptions(tmp_path, mnist_root, "cpu", checkpoint_every=1)
 
     def warn_when_training():
         deadline = time.time() + 120
@@ -85,7 +68,7 @@ def test_a_cluster_job_warned_of_its_time_limit_leaves_a_resumable_run(tmp_path,
     threading.Thread(target=warn_when_training, daemon=True).start()
     try:
         with pytest.raises(JobInterrupted, match="near its time limit"):
-            cluster_job(exp, 0, options)
+            cluster_job(exp, 0, {}, methods.get(exp.method), options)
     finally:
         for s, handler in handlers.items():
             signal.signal(s, handler)

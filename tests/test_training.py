@@ -6,18 +6,19 @@ import sys
 import pytest
 import torch
 
-from ffbench.backprop import BackpropTask
-from ffbench.experiment import get, under
-from ffbench.ff import FFTask, ReferenceFFTask, other_image_negatives
-from ffbench.models import chunk_size
-from ffbench.training import make_task, train
+from ffbench import methods
+from ffbench.core.models import chunk_size
+from ffbench.methods.backprop import Backprop
+from ffbench.methods.ff import FF, ReferenceFF, other_image_negatives
+from ffbench.rows import get, under
+from ffbench.runner.loop import train
 
 CPU = torch.device("cpu")
 
 
 def test_short_dnn_run_learns(mnist_root):
     """The acceptance run: constant batch 50, rate 0.1, 2 epochs on 5000 samples."""
-    from ffbench import data
+    from ffbench.core import data
 
     mnist = data.load(mnist_root, "cpu", train_subset=5000, log=lambda _: None)
     exp = dataclasses.replace(get("DNN_base"), epochs=2, batch_final=50, lr=0.1, train_subset=5000)
@@ -50,14 +51,14 @@ def test_negatives_never_pair_an_image_with_itself(synthetic):
 @pytest.mark.parametrize("name, normalize_input", [("adj_FFA0_1", True), ("FFA1", True),
                                                    ("adj_FFA1_2", False)])  # fmt: skip
 def test_fast_ff_path_matches_the_straightforward_one(mnist_small, name, normalize_input):
-    """FFTask (pre-normalised inputs, fused goodness, chunked batches) against ReferenceFFTask
+    """FF (pre-normalised inputs, fused goodness, chunked batches) against ReferenceFF
     (overlays per batch, separate positive and negative passes, plain autograd)."""
     exp = dataclasses.replace(get(name), epochs=3, lr=0.02, normalize_input=normalize_input)
     runs = []
-    for task_class in (FFTask, ReferenceFFTask):
+    for task_class in (FF, ReferenceFF):
         torch.manual_seed(0)
         task = task_class(exp, mnist_small, CPU)
-        if task_class is FFTask:
+        if task_class is FF:
             task.chunk = 256  # several chunks per batch
         gen = torch.Generator().manual_seed(0)
         losses = [task.train_epoch(None, b, gen).item() for b in (100, 700, 1500)]
@@ -74,7 +75,7 @@ def test_chunked_backprop_is_the_same_update(mnist_small):
     states = []
     for chunk in (300, 10**9):
         torch.manual_seed(0)
-        task = BackpropTask(exp, mnist_small, CPU, chunk=chunk)
+        task = Backprop(exp, mnist_small, CPU, chunk=chunk)
         gen = torch.Generator().manual_seed(0)
         losses = [task.train_epoch(None, b, gen).item() for b in (100, 2000)]
         states.append((losses, task.model.state_dict()))
@@ -97,7 +98,7 @@ def test_ff_runs_record_the_range_of_their_margins(synthetic, mnist_small):
     """margin_min/max: the extremes of s = (g+ - theta) (+) (theta - g-) over the samples and
     layers of an epoch, the quantity whose exp leaves float32 near |s| = 88.7."""
     exp = under(get("FFA1"), "code")
-    task = FFTask(exp, synthetic, CPU)
+    task = FF(exp, synthetic, CPU)
     idx, neg = torch.arange(8), torch.arange(8, 16)
     x = task.fill(torch.empty(16, 784), idx, neg, synthetic.y_train[idx])
     task.layer_losses([0, 1], x, 8)
@@ -139,7 +140,7 @@ def test_fused_adam_takes_the_same_steps_as_the_plain_one(mnist_small):
     losses, weights = [], []
     for fused in (True, False):
         torch.manual_seed(0)
-        task = FFTask(exp, mnist_small, CPU)
+        task = FF(exp, mnist_small, CPU)
         assert all(opt.defaults["fused"] for opt in task.optimizers)
         if not fused:
             task.optimizers = [torch.optim.Adam(m.parameters(), lr=exp.lr)
@@ -228,7 +229,7 @@ def test_an_epoch_of_steps_never_waits_for_the_device(synthetic, monkeypatch, na
 
     exp = dataclasses.replace(under(get(name), reading), epochs=1)
     torch.manual_seed(0)
-    task = make_task(exp, synthetic, CPU)
+    task = methods.get(exp.method)(exp, synthetic, CPU)
     for method in ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__"):
         monkeypatch.setattr(torch.Tensor, method, counting(method))
     monkeypatch.setattr(torch, "multinomial", lambda *a, **k: reads.append("multinomial"))
@@ -250,7 +251,8 @@ def test_no_step_syncs_with_the_gpu(synthetic, name, reading):
     """On a GPU, torch itself raises at any synchronising call inside an epoch of steps."""
     cuda = torch.device("cuda")
     data = synthetic.to(cuda)
-    task = make_task(dataclasses.replace(under(get(name), reading), epochs=1), data, cuda)
+    exp = dataclasses.replace(under(get(name), reading), epochs=1)
+    task = methods.get(exp.method)(exp, data, cuda)
     gen = torch.Generator(device=cuda).manual_seed(0)
     task.train_epoch(None, 16, gen)  # warm-up: lazy state, first kernels
     torch.cuda.set_sync_debug_mode("error")
@@ -261,6 +263,6 @@ def test_no_step_syncs_with_the_gpu(synthetic, name, reading):
 
 
 def test_chunks_fit_the_cpus_cache_and_are_whole_batches_on_a_gpu(synthetic):
-    assert FFTask(get("adj_FFA0_1"), synthetic, CPU).chunk == 2048
-    assert BackpropTask(get("DNN_base"), synthetic, CPU).chunk == 4096
+    assert FF(get("adj_FFA0_1"), synthetic, CPU).chunk == 2048
+    assert Backprop(get("DNN_base"), synthetic, CPU).chunk == 4096
     assert chunk_size(torch.device("cuda"), 2048) >= 60000  # a whole batch of the notes

@@ -6,8 +6,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ffbench import data
 from ffbench.cli import app
+from ffbench.core import data
 
 runner = CliRunner()
 

@@ -1,4 +1,7 @@
-"""Run directories: `RUNS/<reading>/<experiment>/seed-<S>[-<hash of overrides>]/`, one per run.
+"""Run directories: `RUNS/<reading>/<experiment>/seed-<S>-<device>-<hash>/`, one per run, named
+by what the run is: the hash is of every setting, the reading, the seed and the device type (as
+sacred and DomainBed name runs by their whole configuration), so a run's name never depends on
+what the registry holds today.
 
 `os.mkdir` is the lock (as sacred does): whoever creates the directory owns the run. Every file is
 written to a temporary name and moved into place with `os.replace` (as timm does); `result.json`
@@ -14,7 +17,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import socket
 import subprocess
@@ -26,10 +28,12 @@ from pathlib import Path
 
 import torch
 
-import ffbench
-from ffbench.data import MNIST, digest, validation_indices
-from ffbench.experiment import Experiment, differences, overrides_of, settings_text
-from ffbench.training import train
+from ffbench._version import __version__
+from ffbench.core.data import MNIST, digest, validation_indices
+from ffbench.core.settings import SETTINGS, Experiment
+from ffbench.methods import Method
+from ffbench.runner import RunOptions
+from ffbench.runner.loop import train
 
 RESULT = "result.json"
 LOCK = "lock"
@@ -45,73 +49,18 @@ class ResumeRefused(Exception):
     """A checkpoint cannot be resumed here; the message says how to go on."""
 
 
-class RunDiffers(Exception):
-    """A finished run made with other settings than its row has now cannot move to its own
-    name: that name is taken too."""
+def identity(settings: dict, reading: str, seed: int, device_type: str) -> str:
+    """The hash that names a run: of every setting (`Experiment.settings()`, or a run's
+    config.json), the reading, the seed and the device type."""
+    what = {k: settings[k] for k in SETTINGS} | {"reading": reading, "seed": seed,
+                                                 "device": device_type}  # fmt: skip
+    return hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def changed_settings(path: Path, exp: Experiment) -> dict:
-    """The settings a finished run in `path` was made with otherwise than `exp` has them now: a
-    run directory's name holds the row's overrides, not its settings, so after a row changes (a
-    rate chosen anew) its old run sits where the new one goes."""
-    if not (path / RESULT).exists():
-        return {}
-    return differences(read_json(path / "config.json"), exp.settings())
-
-
-def rehome(runs_dir: Path, exp: Experiment, seed: int, device_type: str) -> None:
-    """Put `exp`'s run directory right after its row changed (a rate chosen anew): a finished run
-    there made with other settings than `exp` has now moves to the name those settings have
-    under the registry as it is now (`seed-0-<hash>`, where the table shows them as overrides),
-    so the old run is kept; and a finished run made with `exp`'s settings now, lying under the
-    name the registry as it was gave them (`stray`), moves in, so it is not run again."""
-    path = run_dir(runs_dir, exp, seed, device_type)
-    if was := changed_settings(path, exp):
-        recorded = read_json(path / RESULT).get("overrides")
-        overrides = overrides_of(read_json(path / "config.json"), recorded)
-        home = run_dir(runs_dir, exp, seed, device_type, overrides)
-        if home == path or home.exists():
-            raise RunDiffers(
-                f"{path} holds a run made with {settings_text(was)}, "
-                f"not {exp.name}'s settings now, and {home} is taken; run it again with "
-                f"--force, or pass another --runs-dir"
-            )
-        os.rename(path, home)
-    if not path.exists() and (found := stray(runs_dir, exp, seed, device_type)):
-        os.rename(found, path)
-
-
-def stray(runs_dir: Path, exp: Experiment, seed: int, device_type: str) -> Path | None:
-    """A finished run of `seed` on `device_type` under another name than `exp`'s own
-    (`seed-0-<hash>`), made with exactly `exp`'s settings now: a run made at a setting the row has
-    since taken (a rate once an override, now the row's) is `exp`'s run."""
-    path = run_dir(runs_dir, exp, seed, device_type)
-    plain = run_dir(runs_dir, exp, seed, device_type, overrides={})
-    name = re.compile(re.escape(plain.name) + r"(-[0-9a-f]{8})?")
-    if not path.parent.is_dir():
-        return None
-    for other in sorted(path.parent.iterdir()):
-        if (other != path and name.fullmatch(other.name) and (other / RESULT).exists()
-                and not changed_settings(other, exp)):  # fmt: skip
-            return other
-    return None
-
-
-def short_hash(overrides: dict) -> str:
-    return hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def run_dir(runs_dir: Path, exp: Experiment, seed: int, device_type: str = "cpu",
-            overrides: dict | None = None) -> Path:  # fmt: skip
-    """Where a run lives, `RUNS/<reading>/<experiment>/seed-<S>`; a run on another device than
-    the CPU adds its type (`seed-0-cuda`: other kernels, other times, another run), and settings
-    that differ from the registry's row under that reading (`overrides`, by default the row's)
-    add a short hash."""
-    overrides = exp.overrides() if overrides is None else overrides
-    suffix = ("" if device_type == "cpu" else f"-{device_type}") + (
-        f"-{short_hash(overrides)}" if overrides else ""
-    )
-    return Path(runs_dir) / exp.reading / exp.name / f"seed-{seed}{suffix}"
+def run_dir(runs_dir: Path, exp: Experiment, seed: int, device_type: str = "cpu") -> Path:
+    """Where a run lives: `RUNS/<reading>/<experiment>/seed-<S>-<device type>-<identity>`."""
+    name = f"seed-{seed}-{device_type}-{identity(exp.settings(), exp.reading, seed, device_type)}"
+    return Path(runs_dir) / exp.reading / exp.name / name
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict:
@@ -127,18 +76,6 @@ def load_checkpoint(path: Path, device: torch.device) -> dict:
             f"on {device.type} without --resume"
         )
     return state
-
-
-def run_labels(matrix: list[tuple[Experiment, int]]) -> dict[tuple[Experiment, int], str]:
-    """How each run is named in progress and messages (the progress display's key): the row and
-    the seed, and where that is not unique (an ablation), the settings that differ."""
-    names = [f"{exp.name} seed {seed}" for exp, seed in matrix]
-    labels = {}
-    for (exp, seed), name in zip(matrix, names, strict=True):
-        if names.count(name) > 1:
-            name += f" [{settings_text(exp.overrides())}]"
-        labels[exp, seed] = name
-    return labels
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -262,7 +199,7 @@ def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(
             ["git", *args],
-            cwd=Path(ffbench.__file__).parent,
+            cwd=Path(__file__).parent,
             capture_output=True,
             text=True,
             timeout=10,
@@ -288,7 +225,7 @@ def device_name(device: torch.device) -> str:
 def environment(device: torch.device) -> dict:
     sha = _git("rev-parse", "HEAD")
     return {
-        "ffbench": ffbench.__version__,
+        "ffbench": __version__,
         "git_sha": sha,
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")) if sha else None,
         "torch": torch.__version__,
@@ -309,7 +246,8 @@ class Outcome:
     skipped: bool = False
 
 
-def record_failure(runs_dir: Path, exp: Experiment, seed: int, device: torch.device, error):
+def record_failure(runs_dir: Path, exp: Experiment, seed: int, device: torch.device, error,
+                   overrides: dict) -> Outcome:  # fmt: skip
     """A run that could not start (no GPU in the job, no data): a failed result.json in its run
     directory saying why, unless a finished run is already there."""
     path = run_dir(runs_dir, exp, seed, device.type)
@@ -317,7 +255,7 @@ def record_failure(runs_dir: Path, exp: Experiment, seed: int, device: torch.dev
     if (path / RESULT).exists():
         return Outcome(path, read_json(path / RESULT), skipped=True)
     result = failed_result(exp, seed, device, f"could not start: {error}")
-    write_json(path / RESULT, result | {"overrides": exp.overrides()})
+    write_json(path / RESULT, result | {"overrides": overrides})
     return Outcome(path, result)
 
 
@@ -332,33 +270,36 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def mark_interrupted(path: Path) -> None:
+    write_json(path / LOCK, {"pid": os.getpid(), "host": socket.gethostname(),
+                             "interrupted": True})  # fmt: skip
+
+
 def execute(
     exp: Experiment,
     seed: int,
     data: MNIST,
     device: torch.device,
-    runs_dir: Path,
-    eval_every: int = 0,
-    force: bool = False,
+    options: RunOptions,
+    overrides: dict,
     on_epoch: Callable[[dict], None] | None = None,
-    resume: bool = False,
-    checkpoint_every: int = 10,
+    method: type[Method] | None = None,
 ) -> Outcome:
-    """Run `exp` with `seed` into its run directory, or return the finished result already there.
-    A checkpoint is kept every `checkpoint_every` epochs; `resume` continues from it."""
-    rehome(runs_dir, exp, seed, device.type)
-    path = run_dir(runs_dir, exp, seed, device.type)
-    claimed, aside = claim(path, force, resume)
+    """Run `exp` with `seed` into its run directory under `options.runs_dir`, or return the
+    finished result already there. A checkpoint is kept every `options.checkpoint_every` epochs;
+    `options.resume` continues from it. `overrides` (its settings against its row, computed where
+    the registry is) are recorded for the table."""
+    path = run_dir(options.runs_dir, exp, seed, device.type)
+    claimed, aside = claim(path, options.force, options.resume)
     if not claimed:
         return Outcome(path, read_json(path / RESULT), skipped=True)
     base = {"experiment": exp.name, "reading": exp.reading, "seed": seed, "device": str(device)}
     state = None
-    if resume and (path / CHECKPOINT).exists():
+    if options.resume and (path / CHECKPOINT).exists():
         try:
             state = load_checkpoint(path / CHECKPOINT, device)
         except ResumeRefused:
-            write_json(path / LOCK, {"pid": os.getpid(), "host": socket.gethostname(),
-                                     "interrupted": True})  # fmt: skip
+            mark_interrupted(path)
             raise
     records: list[dict] = list(state["records"]) if state else []
 
@@ -369,21 +310,21 @@ def execute(
             on_epoch(record)
 
     try:
-        config = {**exp.settings(), "seed": seed, "device": str(device),
-                  "eval_every": eval_every, "overrides": exp.overrides()}  # fmt: skip
+        config = {**exp.config(), "seed": seed, "device": str(device),
+                  "eval_every": options.eval_every, "overrides": overrides}  # fmt: skip
         if exp.validation:  # which images were held out: the rule, and their fingerprint
             held = validation_indices(len(data.x_train), exp.validation, seed)
             config["validation_split"] = {
                 "held_out": exp.validation, "of": len(data.x_train), "seed": seed,
-                "rule": "ffbench.data.validation_indices", "indices_sha1": digest(held),
+                "rule": "ffbench.core.data.validation_indices", "indices_sha1": digest(held),
             }  # fmt: skip
         write_json(path / "config.json", config)
         write_json(path / "env.json", environment(device))
         trained = train(
-            exp, data, device, seed, eval_every, on_epoch=record_epoch,
+            exp, data, device, seed, options.eval_every, on_epoch=record_epoch,
             checkpoint=lambda st: save_checkpoint(path / CHECKPOINT,
                                                   {**st, "device_type": device.type}),
-            checkpoint_every=checkpoint_every, resume=state,
+            checkpoint_every=options.checkpoint_every, resume=state, method=method,
         )  # fmt: skip
         result = {
             **base,
@@ -404,13 +345,12 @@ def execute(
             shutil.rmtree(path)
             os.rename(aside, path)
         else:  # no result.json: the run shows as interrupted, free to be resumed or run again
-            write_json(path / LOCK, {"pid": os.getpid(), "host": socket.gethostname(),
-                                     "interrupted": True})  # fmt: skip
+            mark_interrupted(path)
         raise
     except Exception as e:
         result = failed_result(exp, seed, device, repr(e))
         result["traceback"] = traceback.format_exc()
-    result["overrides"] = exp.overrides()
+    result["overrides"] = overrides
     write_json(path / RESULT, result)
     (path / LOCK).unlink(missing_ok=True)
     (path / CHECKPOINT).unlink(missing_ok=True)  # results only: no weights are kept

@@ -3,9 +3,10 @@
 The printed notes leave much open, and the code that produced their numbers (GitHub
 akhilsadam/pho-ices-ml, `core/` and `FFA/`, commit d04dcf3 of 2023-02-25, the memo's own commit)
 differs from the printed equations in many places. A `Reading` fixes every such choice: `text`
-follows the equations as printed, `code` follows the authors' code. Each switch is one field of
-`Experiment` that the training loop composes (ffbench/training.py); a reading is data, never a
-branch in the loop. `SWITCHES` says, for each switch, where the notes and the code stand.
+follows the equations as printed (its values are the settings' defaults, ffbench/core/settings.py),
+`code` follows the authors' code. Each switch is one setting that the methods compose
+(ffbench/methods); a reading is data, never a branch in the loop. `SWITCHES` says, for each
+switch, where the notes and the code stand; which methods read it, the methods say.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ffbench.names import UnknownName, lookup
+from ffbench import methods
+from ffbench.core.names import UnknownName, lookup
+from ffbench.core.settings import DEFAULTS, plain
 
-PAPER_METHODS = ("backprop", "ff")  # the methods of the paper's rows (a switch's readers)
 DEFAULT = "code"  # the reading that reproduces the paper's table
 
 
@@ -25,18 +27,17 @@ class Switch:
     what: str
     text: str  # where the notes stand
     code: str  # where the authors' code stands (file:line at d04dcf3)
-    methods: tuple[str, ...] = ("ff",)  # the methods whose training reads it
 
 
 SWITCHES: list[Switch] = [
     Switch("pixels", "pixel scale", "not said (ffbench: [0, 1])",
-           "raw 0-255 from the Keras loader (core/mnist.py:8-12)", PAPER_METHODS),
+           "raw 0-255 from the Keras loader (core/mnist.py:8-12)"),
     Switch("label_input", "label and normalisation",
            "label in the first 10 pixels, layer normalises (sec. 2)",
            "image L2-normalised, then first 10 pixels 0 and 1.0 at the label "
            "(core/FFA.py:22, 32-38, 50-51)"),
     Switch("bias", "layer bias", "a = xW^T + b (eq 3.4)",
-           "bias=False (core/FFA.py:6; DNN: FFA/FFA.ipynb cell 3)", PAPER_METHODS),
+           "bias=False (core/FFA.py:6; DNN: FFA/FFA.ipynb cell 3)"),
     Switch("normalize_input", "first layer's input", "x for the first layer, a^norm after "
            "(sec. 3); ffbench normalises it too", "normalised like every layer's "
            "(core/FFALayer.py:12)"),
@@ -61,15 +62,13 @@ SWITCHES: list[Switch] = [
            "one over all parameters; zero_grad keeps zeros, so the idle layer also steps "
            "(core/dojo.py:42, core/FFALayer.py:29-32)"),
     Switch("batch_growth", "batch growth", "Start to Final (ffbench: geometric)",
-           "linear, the epoch fraction halved in the first 20 % (core/dojo.py:18-21)",
-           PAPER_METHODS),
+           "linear, the epoch fraction halved in the first 20 % (core/dojo.py:18-21)"),
     Switch("lr_scaling", "rate growth", "'increased along with the batch' (ffbench: x B/Start)",
-           "x B itself, halved in the first 20 %, cosine taper after 75 % (core/dojo.py:24-35)",
-           PAPER_METHODS),
+           "x B itself, halved in the first 20 %, cosine taper after 75 % (core/dojo.py:24-35)"),
     Switch("batching", "batches of an epoch", "not said (ffbench: disjoint slices)",
-           "n // B windows X[i:i+B], i = 0, 1, 2, ... (core/dojo.py:61-69)", PAPER_METHODS),
+           "n // B windows X[i:i+B], i = 0, 1, 2, ... (core/dojo.py:61-69)"),
     Switch("dnn_output", "DNN_base output and loss", "not said (ffbench: logits, cross-entropy)",
-           "softmax, MSE against the one-hot label (FFA/FFA.ipynb cell 3)", ("backprop",)),
+           "softmax, MSE against the one-hot label (FFA/FFA.ipynb cell 3)"),
 ]  # fmt: skip
 
 
@@ -109,11 +108,7 @@ def get(name: str) -> Reading:
 register(Reading(
     "text",
     "the equations as printed; what they leave open, ffbench's first choices",
-    dict(pixels="unit", label_input="overlay", bias=True, normalize_input=True, norm_eps=1e-8,
-         goodness="sum", theta=2.0, loss_form="text", stable_loss=False,
-         negatives="other_image", layer_order="per-batch", optimizer_scope="per_layer",
-         batch_growth="geometric", lr_scaling="linear", batching="disjoint",
-         dnn_output="logits_ce"),
+    {s.name: plain(DEFAULTS[s.name]) for s in SWITCHES},
 ))  # fmt: skip
 
 # The Adam rows: the notebooks set `D.optimizer`, which dojo never reads (it reads
@@ -134,17 +129,11 @@ register(Reading(
 
 
 def flips(exp, toward: str) -> list[tuple[Switch, object]]:
-    """The switches that `exp`'s training reads and whose value under the reading `toward`
+    """The switches that `exp`'s method reads and whose value under the reading `toward`
     differs from `exp`'s: (switch, that value), one run each in an ablation."""
-    other = get(toward).settings
-    out = []
-    for switch in SWITCHES:
-        if exp.method.value in switch.methods:
-            mine = getattr(exp, switch.name)
-            mine = getattr(mine, "value", mine)
-            if other[switch.name] != mine:
-                out.append((switch, other[switch.name]))
-    return out
+    other, reads = get(toward).settings, methods.get(exp.method).reads
+    return [(sw, other[sw.name]) for sw in SWITCHES
+            if sw.name in reads and other[sw.name] != plain(getattr(exp, sw.name))]  # fmt: skip
 
 
 def switch_table() -> tuple[list[str], list[list[str]]]:

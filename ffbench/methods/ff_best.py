@@ -1,8 +1,8 @@
 """FF_best: Forward-Forward as well as it is done in print, on the same data and runner.
 
-The notes' FF rows (section 4) reach about 50 %; Hinton's paper reports 1.36 % test error with FF
-alone. This is the published supervised recipe (Hinton 2022, section 3.3, and its public
-reimplementations), every piece a constant or a registry setting:
+Hinton's paper reports 1.36 % test error with FF alone. This is the published supervised recipe
+(Hinton 2022, section 3.3, and its public reimplementations), every piece a constant or a
+registry setting:
 
 - input: the image (pixels in [0, 1]; `pixels=standard` subtracts MNIST's mean and divides by
   its std), its first 10 pixels replaced by the label (one-hot; 0.1 everywhere for the
@@ -33,15 +33,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ffbench.data import MNIST, pixel_values
-from ffbench.experiment import Experiment, Negatives
-from ffbench.losses import ff_loss, goodness
-from ffbench.models import N_CLASSES, NORM_EPS
+from ffbench.core.data import MNIST, pixel_values
+from ffbench.core.losses import FF_LOSSES, ff_loss, goodness
+from ffbench.core.models import N_CLASSES
+from ffbench.core.optimizers import make_optimizer
+from ffbench.core.schedules import batch_slices
+from ffbench.core.settings import Experiment, Negatives
+from ffbench.methods import Method, register
+from ffbench.methods.ff import flops_per_sample
 
 NEUTRAL = 1.0 / N_CLASSES  # the label pixels of a sample that favours no label
 PEER_WEIGHT = 0.03
 PEER_MOMENTUM = 0.9
 HEAD_SCALE = 10.0  # the head's rate and weight decay, relative to the FF layers'
+RMS_EPS = 1e-8  # keeps an all-zero layer's RMS norm finite
 PREDICT_CHUNK = 1000
 
 
@@ -53,7 +58,7 @@ def unlabelled(x: torch.Tensor) -> torch.Tensor:
 
 
 def rms_normalize(h: torch.Tensor) -> torch.Tensor:
-    return h / (h.square().mean(dim=1, keepdim=True).sqrt() + NORM_EPS)
+    return h / (h.square().mean(dim=1, keepdim=True).sqrt() + RMS_EPS)
 
 
 class StraightReLU(torch.autograd.Function):
@@ -148,33 +153,38 @@ def peer_penalty(net: FFBestNet, i: int, a_pos: torch.Tensor) -> torch.Tensor:
     return (running - running.mean()).square().mean()
 
 
-class FFBestTask:
-    """The training task of FF_best (see the module docstring); the runner's epoch loop drives it
-    like the other tasks. `readouts` names the second prediction, recorded beside the first."""
+@register
+class FFBest(Method):
+    """The training of FF_best (see the module docstring); the epoch loop drives it like the
+    other methods. `readouts` names the second prediction, recorded beside the first."""
+
+    name = "ff_best"
+    reads = Method.reads | {"loss", "theta", "stable_loss", "negatives"}
+    negatives = (Negatives.hard.value, Negatives.wrong_label.value)
+
+    @classmethod
+    def check(cls, exp: Experiment) -> str | None:
+        if exp.loss not in FF_LOSSES:
+            return f"{exp.name} trains an FF loss, not {exp.loss.value}; --set loss=L0"
+        return super().check(exp)
+
+    @classmethod
+    def flops_per_sample(cls, exp: Experiment) -> int:
+        return flops_per_sample(exp.sizes)
 
     def __init__(self, exp: Experiment, data: MNIST, device: torch.device):
         self.exp, self.data = exp, data
         self.model = FFBestNet(exp.sizes).to(device)
         ff_params = [p for layer in self.model.layers for p in layer.parameters()]
-        self.optimizers = [
-            torch.optim.SGD(
-                [
-                    {"params": ff_params, "weight_decay": exp.weight_decay},
-                    {
-                        "params": self.model.head.parameters(),
-                        "lr_scale": HEAD_SCALE,
-                        "weight_decay": exp.weight_decay * HEAD_SCALE,
-                    },
-                ],  # fmt: skip
-                lr=exp.lr,
-                momentum=exp.momentum,
-                fused=True,  # one pass per parameter: 14.3 s a CPU epoch against 15.1 (2 threads)
-            )
-        ]
-        self.phases: list[int | None] = [None]
+        head = {"params": self.model.head.parameters(), "lr_scale": HEAD_SCALE,
+                "weight_decay": exp.weight_decay * HEAD_SCALE}  # fmt: skip
+        groups = [{"params": ff_params}, head]
+        self.optimizers = [make_optimizer(exp, groups, device)]
         self.x0_train = self.images(data.x_train)
         self.sq_train = self.x0_train.square().sum(dim=1)
-        self.readouts = {"head": self.predict_head}
+
+    def readouts(self) -> dict:
+        return {"head": self.predict_head}
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] as the first layer takes them: on the row's pixel scale, label
@@ -214,7 +224,7 @@ class FFBestTask:
         loss = head_loss
         for i, a in enumerate(acts):
             g = goodness(a)
-            loss = loss + ff_loss(exp.loss, g[:b], g[b:], exp.theta, stable=True)
+            loss = loss + ff_loss(exp.loss, g[:b], g[b:], exp.theta, exp.stable_loss)
             loss = loss + PEER_WEIGHT * peer_penalty(net, i, a[:b])
         return loss
 
@@ -223,14 +233,15 @@ class FFBestTask:
         perm = torch.randperm(n, device=self.x0_train.device, generator=gen)
         (opt,) = self.optimizers
         total = torch.zeros((), device=self.x0_train.device)
-        for s in range(0, n, batch):
-            idx = perm[s : s + batch]
+        seen = 0
+        for s, b in batch_slices(n, batch, self.exp.batching):
             opt.zero_grad(set_to_none=True)
-            loss = self.step_loss(idx, gen)
+            loss = self.step_loss(perm[s : s + b], gen)
             loss.backward()
             opt.step()
-            total += loss.detach() * len(idx)
-        return total / n
+            total += loss.detach() * b
+            seen += b
+        return total / seen
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """FF's own prediction: the label with the most goodness above the first layer."""

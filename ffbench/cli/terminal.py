@@ -26,10 +26,3 @@ def warn(message: str) -> None:
 def asked(e: api.BadRequest) -> typer.BadParameter:
     """An API's bad request as the command line says it: one line naming the option."""
     return typer.BadParameter(str(e), param_hint=e.param)
-
-
-def check_reading(reading: str) -> None:
-    try:
-        api.check_reading(reading)
-    except api.BadRequest as e:
-        raise asked(e) from None

@@ -1,6 +1,6 @@
-"""The epoch loop every method shares; each method's task is found in `TASKS`.
+"""The epoch loop every method shares (the method contract: ffbench/methods/__init__.py).
 
-The batch and rate of each epoch come from the schedule, the task trains one epoch on tensors
+The batch and rate of each epoch come from the schedule, the method trains one epoch on tensors
 already on the device, and the host waits for the device once per epoch, to check that the loss
 and the weights are still finite (a NaN/inf stops the run as `diverged`).
 """
@@ -14,29 +14,22 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ffbench.backprop import BackpropTask
-from ffbench.data import MNIST, hold_out
-from ffbench.experiment import Experiment, Method
-from ffbench.ff import FFTask
-from ffbench.ff_best import FFBestTask
-from ffbench.forward_grad import ForwardGradTask
-from ffbench.schedules import schedule
+from ffbench import methods
+from ffbench.core.data import MNIST, hold_out
+from ffbench.core.schedules import schedule
+from ffbench.core.settings import Experiment
+from ffbench.methods import Method
 
 EVAL_CHUNK = 10000
-
-# The task of each method: its model, optimizers, `train_epoch` and `predict`.
-TASKS = {Method.backprop: BackpropTask, Method.ff: FFTask, Method.ff_best: FFBestTask,
-         Method.fg_weight: ForwardGradTask, Method.fg_activity: ForwardGradTask,
-         Method.fg_local: ForwardGradTask, Method.fg_joint: ForwardGradTask}  # fmt: skip
 
 
 def flush_denormals() -> None:
     """Treat float32 values under 1.2e-38 as 0 on the CPU (FTZ/DAZ), in this thread and the
     intra-op threads it starts. Adam's first moment decays by 0.9 a step for a unit whose
-    gradient is 0 (a dead ReLU unit) and passes through the denormal range on its way to 0; with
-    a quarter of layer 1's moments there (adj_FFA0_2 at epoch 60), every Adam step cost ~4 ms
-    more than ASGD's at batch 60. Such a moment moves a weight by ~lr * 1e-31, below a float32
-    step of any weight, so the weights come out the same (tests/test_training.py)."""
+    gradient is 0 (a dead ReLU unit) and passes through the denormal range on its way to 0,
+    where every arithmetic operation is many times slower. Such a moment moves a weight by
+    ~lr * 1e-31, below a float32 step of any weight, so the weights come out the same
+    (tests/test_training.py)."""
     torch.set_flush_denormal(True)
 
 
@@ -52,15 +45,9 @@ class TrainResult:
     validation_accuracy: float = math.nan  # of the held-out training images (exp.validation)
 
 
-def make_task(exp: Experiment, data: MNIST, device: torch.device):
-    """The task that trains `exp`, found by its method in `TASKS`."""
-    return TASKS[exp.method](exp, data, device)
-
-
 @torch.no_grad()
-def accuracy(task, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of x whose prediction is y; `task` is a task or a predict function."""
-    predict = task if callable(task) else task.predict
+def accuracy(predict, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of x whose prediction is y; `predict` maps images to labels."""
     correct = sum(
         (predict(x[s : s + EVAL_CHUNK]) == y[s : s + EVAL_CHUNK]).sum().item()
         for s in range(0, len(x), EVAL_CHUNK)
@@ -73,27 +60,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def task_modules(task) -> dict[str, torch.nn.Module]:
-    """Every module a task trains, by attribute name: its `model`, and any other (FG_local's
-    heads), so that a checkpoint cannot leave one out."""
-    return {k: v for k, v in vars(task).items() if isinstance(v, torch.nn.Module)}
-
-
-def task_state(task) -> dict:
+def state_of(method: Method) -> dict:
     return {
-        "modules": {k: m.state_dict() for k, m in task_modules(task).items()},
-        "optimizers": [opt.state_dict() for opt in task.optimizers],
+        "modules": {k: m.state_dict() for k, m in method.modules().items()},
+        "optimizers": [opt.state_dict() for opt in method.optimizers],
     }
 
 
-def load_task_state(task, state: dict) -> None:
-    modules = task_modules(task)
-    saved = state.get("modules") or {"model": state["model"]}  # checkpoints before 2026-11-24
+def load_state(method: Method, state: dict) -> None:
+    modules, saved = method.modules(), state["modules"]
     if modules.keys() != saved.keys():
-        raise ValueError(f"the checkpoint holds {sorted(saved)}, the task needs {sorted(modules)}")
+        raise ValueError(f"the checkpoint holds {sorted(saved)}, the method has {sorted(modules)}")
     for k, m in modules.items():
         m.load_state_dict(saved[k])
-    for opt, opt_state in zip(task.optimizers, state["optimizers"], strict=True):
+    for opt, opt_state in zip(method.optimizers, state["optimizers"], strict=True):
         opt.load_state_dict(opt_state)
 
 
@@ -107,8 +87,10 @@ def train(
     checkpoint: Callable[[dict], None] | None = None,
     checkpoint_every: int = 0,
     resume: dict | None = None,
+    method: type[Method] | None = None,
 ) -> TrainResult:
-    """Train `exp` on `data`; test accuracy every `eval_every` epochs (0: only after the last).
+    """Train `exp` with its method (`method`, else the one registered as `exp.method`) on `data`;
+    test accuracy every `eval_every` epochs (0: only after the last).
 
     Every `checkpoint_every` epochs `checkpoint` receives the whole training state (weights,
     optimizer states, the shuffling generator, the epoch reached, the records so far); passing
@@ -125,7 +107,8 @@ def train(
     flush_denormals()
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    task = make_task(exp, data, device)
+    cls = method or methods.get(exp.method)
+    trainer = cls(exp, data, device)
     plan = schedule(
         exp.batch_start, exp.batch_final, exp.epochs, exp.lr,
         exp.batch_growth, exp.lr_scaling, n_train=len(data.x_train), cooldown=exp.cooldown,
@@ -134,46 +117,41 @@ def train(
     seconds = 0.0
     done = 0
     if resume is not None:
-        load_task_state(task, resume["task"])
+        load_state(trainer, resume["method"])
         gen.set_state(resume["generator"])
         records, seconds, done = list(resume["records"]), resume["seconds"], resume["epoch"]
+    phases, readouts = cls.phases(exp), trainer.readouts()
+    params = [p for opt in trainer.optimizers for g in opt.param_groups for p in g["params"]]
     epoch = 0
-    params = [p for opt in task.optimizers for g in opt.param_groups for p in g["params"]]
-    for phase in task.phases:
+    for phase in phases:
         for e, (batch, lr) in enumerate(plan, start=1):
             epoch += 1
             if epoch <= done:
                 continue
-            for opt in task.optimizers:
+            for opt in trainer.optimizers:
                 for group in opt.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
             _sync(device)
             start = time.perf_counter()
-            loss = task.train_epoch(phase, batch, gen)
+            loss = trainer.train_epoch(phase, batch, gen)
             finite = torch.stack([loss.isfinite()] + [p.isfinite().all() for p in params]).all()
             ok = bool(finite.item())
             seconds += time.perf_counter() - start
             record = {"epoch": epoch, "batch": batch, "rate": lr, "loss": loss.item()}
-            if hasattr(task, "diagnostics"):  # e.g. the FF margins' range in the epoch
-                diagnostics = task.diagnostics()
+            if diagnostics := trainer.diagnostics():  # e.g. the FF margins' range in the epoch
                 values = torch.stack(list(diagnostics.values())).tolist()
                 record |= zip(diagnostics, values, strict=True)
             if phase is not None:
                 record["layer"] = phase + 1
             record["seconds"] = seconds
-            last = e == len(plan) and phase == task.phases[-1]
+            last = e == len(plan) and phase == phases[-1]
             evaluate = ok and (last or (eval_every > 0 and e % eval_every == 0))
-            record["test_accuracy"] = (
-                accuracy(task, data.x_test, data.y_test) if evaluate else math.nan
-            )
+            scored = {"test": (trainer.predict, data.x_test, data.y_test)}
             if data.x_val is not None:
-                record["validation_accuracy"] = (
-                    accuracy(task, data.x_val, data.y_val) if evaluate else math.nan
-                )
-            for name, predict in getattr(task, "readouts", {}).items():
-                record[f"{name}_accuracy"] = (
-                    accuracy(predict, data.x_test, data.y_test) if evaluate else math.nan
-                )
+                scored["validation"] = (trainer.predict, data.x_val, data.y_val)
+            scored |= {name: (p, data.x_test, data.y_test) for name, p in readouts.items()}
+            for name, (predict, x, y) in scored.items():
+                record[f"{name}_accuracy"] = accuracy(predict, x, y) if evaluate else math.nan
             records.append(record)
             if (
                 ok
@@ -184,13 +162,13 @@ def train(
             ):
                 checkpoint({
                     "epoch": epoch, "seconds": seconds, "records": records,
-                    "generator": gen.get_state(), "task": task_state(task),
+                    "generator": gen.get_state(), "method": state_of(trainer),
                 })  # fmt: skip
             if on_epoch:
                 on_epoch(record)
             if not ok:
                 return TrainResult("diverged", math.nan, seconds, epoch, epoch, records)
     last = records[-1]
-    readouts = {name: last[f"{name}_accuracy"] for name in getattr(task, "readouts", {})}
-    return TrainResult("finished", last["test_accuracy"], seconds, epoch, None, records, readouts,
+    return TrainResult("finished", last["test_accuracy"], seconds, epoch, None, records,
+                       {name: last[f"{name}_accuracy"] for name in readouts},
                        last.get("validation_accuracy", math.nan))  # fmt: skip

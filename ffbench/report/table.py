@@ -1,28 +1,20 @@
 """The results table: every finished run under a runs dir, aggregated with pandas, beside the
-paper's own numbers (section 4 of the notes)."""
+paper's own numbers (section 4 of the notes), and its views (per row and reading, side by side,
+one row's ablation). Output formats: ffbench/report/formats.py."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
 
 import pandas as pd
-from rich.table import Table
 
-from ffbench.experiment import PAPER, PAPER_ROWS, overrides_of, settings_text
-from ffbench.readings import DEFAULT
-from ffbench.runner import RESULT, read_json
-
-
-class TableFormat(str, Enum):
-    rich = "rich"
-    markdown = "markdown"
-    csv = "csv"
-    latex = "latex"
-    json = "json"
-
+from ffbench.core.settings import settings_text
+from ffbench.rows import PAPER_ROWS, overrides_of
+from ffbench.rows.paper import PAPER
+from ffbench.rows.readings import DEFAULT
+from ffbench.runner.store import RESULT, read_json
 
 RUN_COLUMNS = [
     "experiment", "reading", "overrides", "seed", "status", "test_accuracy",
@@ -32,9 +24,9 @@ RUN_COLUMNS = [
 
 
 def load_runs(runs_dir: Path, warn: Callable[[str], None] = print) -> pd.DataFrame:
-    """One row per run directory (RUNS/<reading>/<experiment>/seed-S) that holds a readable
-    result.json (others are warned about). Runs from before readings count as `text`; a run's
-    overrides are its settings against its row as registered now (`overrides_of`)."""
+    """One row per run directory (RUNS/<reading>/<experiment>/seed-S-...) that holds a readable
+    result.json (others are warned about); a run's overrides are its settings against its row as
+    registered now (`overrides_of`)."""
     rows = []
     for path in sorted(Path(runs_dir).rglob(RESULT)):
         if any(part.startswith(".") for part in path.relative_to(runs_dir).parts[:-1]):
@@ -43,14 +35,14 @@ def load_runs(runs_dir: Path, warn: Callable[[str], None] = print) -> pd.DataFra
             result = read_json(path)
             config = read_json(path.parent / "config.json")
             row = {k: result[k] for k in ("experiment", "seed", "status")}
-            row["reading"] = config.get("reading", "text")
+            row["reading"] = config["reading"]
             row |= {
                 k: config[k] for k in ("optimizer", "lr", "epochs", "batch_start", "batch_final")
             }
+            overrides = overrides_of(config, result.get("overrides"))
         except (OSError, ValueError, KeyError, TypeError) as e:
             warn(f"skipping {path}: unreadable or incomplete ({type(e).__name__}: {e})")
             continue
-        overrides = overrides_of(config, result.get("overrides"))
         row |= {
             "overrides": settings_text(overrides),
             "test_accuracy": float(result.get("test_accuracy", math.nan)),
@@ -230,56 +222,3 @@ def ablation(runs: pd.DataFrame, name: str) -> tuple[list[str], list[list[str]]]
 
 def _signed(x: float) -> str:
     return "NAN" if math.isnan(x) else f"{x:+.2f}"
-
-
-def markdown(header: list[str], rows: list[list[str]]) -> str:
-    """A markdown table; a "|" inside a cell is escaped."""
-    cells = [[str(c).replace("|", "\\|") for c in row] for row in [header, *rows]]
-    lines = ["| " + " | ".join(row) + " |" for row in cells]
-    lines.insert(1, "|" + "---|" * len(header))
-    return "\n".join(lines) + "\n"
-
-
-def to_markdown(table: pd.DataFrame) -> str:
-    return markdown(*display_rows(table))
-
-
-def rich_table(header: list[str], rows: list[list[str]], title: str) -> Table:
-    out = Table(title=title)
-    for h in header:
-        numeric = h in {"Epochs", "Rate", "Start", "Final", "n", "Accuracy %", "Paper %"}
-        out.add_column(h, justify="right" if numeric else "left")
-    for row in rows:
-        out.add_row(*row)
-    return out
-
-
-def to_csv(table: pd.DataFrame) -> str:
-    return table.to_csv(index=False)
-
-
-def to_json(table: pd.DataFrame) -> str:
-    """One object per row; NaN (a diverged row's accuracy) becomes null."""
-    return table.to_json(orient="records", indent=2) + "\n"
-
-
-LATEX_ESCAPES = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#",
-                 "±": r"$\pm$", "→": r"$\to$"}  # fmt: skip
-
-
-def _latex(text: str) -> str:
-    return "".join(LATEX_ESCAPES.get(c, c) for c in text)
-
-
-def latex(header: list[str], rows: list[list[str]]) -> str:
-    """A booktabs tabular."""
-    lines = [r"\begin{tabular}{" + "l" * len(header) + "}", r"\toprule"]
-    lines.append(" & ".join(_latex(h) for h in header) + r" \\")
-    lines.append(r"\midrule")
-    lines += [" & ".join(_latex(c) for c in row) + r" \\" for row in rows]
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
-
-
-DATA_FORMATS = {TableFormat.csv: to_csv, TableFormat.json: to_json}  # every column, as numbers
-TEXT_FORMATS = {TableFormat.markdown: markdown, TableFormat.latex: latex}  # as displayed

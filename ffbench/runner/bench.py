@@ -1,9 +1,10 @@
 """`ffbench bench`: how close training gets to this device's matmul peak, side by side with a
 plain reference loop, measured in one process.
 
-Essential FLOPs, per row through a Linear n_in -> n_out: forward 2*n_in*n_out, weight gradient
-2*n_in*n_out, input gradient 2*n_in*n_out only where a lower layer needs it. Biases and
-elementwise work are not counted: they are the overhead we want to see.
+Essential FLOPs are each method's own count (`Method.flops_per_sample`): per row through a Linear
+n_in -> n_out, forward 2*n_in*n_out, weight gradient 2*n_in*n_out, input gradient 2*n_in*n_out
+only where a lower layer needs it. Biases and elementwise work are not counted: they are the
+overhead we want to see.
 """
 
 from __future__ import annotations
@@ -13,29 +14,14 @@ from collections.abc import Callable
 
 import torch
 
-from ffbench.backprop import BackpropTask
-from ffbench.data import MNIST, pixel_values
-from ffbench.experiment import LayerOrder, get, under
-from ffbench.ff import FFTask, ReferenceFFTask
-from ffbench.models import label_ready, overlay_label
-from ffbench.training import flush_denormals
+from ffbench.core.data import MNIST, pixel_values
+from ffbench.core.models import label_ready, overlay_label
+from ffbench.methods.backprop import Backprop
+from ffbench.methods.ff import FF, ReferenceFF
+from ffbench.rows import get, under
+from ffbench.runner.loop import flush_denormals
 
 EPOCH_SAMPLES = 60000
-
-
-def dnn_flops_per_sample(sizes: tuple[int, ...]) -> int:
-    """Backprop: forward and weight gradient of every layer, input gradient of all but the first."""
-    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
-    return sum(4 * a * b for a, b in pairs) + sum(2 * a * b for a, b in pairs[1:])
-
-
-def ff_flops_per_sample(sizes: tuple[int, ...], sequential: bool = False) -> int:
-    """FF: a positive and a negative row, each with forward and weight gradient of every layer
-    (inputs are detached: no input gradient). `sequential` (the code reading): layer l trains on
-    the updated output of the layers below, so those forward once more for each layer above."""
-    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
-    again = sum(2 * a * b * (len(pairs) - 1 - i) for i, (a, b) in enumerate(pairs))
-    return 2 * (sum(4 * a * b for a, b in pairs) + (again if sequential else 0))
 
 
 def _sync(device: torch.device) -> None:
@@ -71,13 +57,14 @@ def epoch_data(data: MNIST, samples: int) -> MNIST:
     return MNIST(x, y, data.x_test, data.y_test)
 
 
-def epoch_seconds(task, batch: int, device: torch.device) -> float:
-    """Wall time of one training epoch of `task` at a constant batch size (rate 0: timing only)."""
+def epoch_seconds(method, batch: int, device: torch.device) -> float:
+    """Wall time of one training epoch of `method` at a constant batch size (rate 0: timing
+    only)."""
     gen = torch.Generator(device=device).manual_seed(0)
-    for opt in task.optimizers:
+    for opt in method.optimizers:
         for group in opt.param_groups:
             group["lr"] = 0.0
-    return timed(lambda: task.train_epoch(None, batch, gen).item(), device)
+    return timed(lambda: method.train_epoch(None, batch, gen).item(), device)
 
 
 def bench(
@@ -94,12 +81,11 @@ def bench(
     flush_denormals()  # as `train` runs
     data = epoch_data(data, samples)
     dnn_exp, ff_exp = under(get("DNN_base"), reading), under(get("adj_FFA0_1"), reading)
-    sizes = ff_exp.sizes
-    ff_flops = ff_flops_per_sample(sizes, ff_exp.layer_order == LayerOrder.sequential)
+    dnn_flops, ff_flops = Backprop.flops_per_sample(dnn_exp), FF.flops_per_sample(ff_exp)
     peak = peak_gflops(device, peak_n)
     torch.manual_seed(0)
-    ff = FFTask(ff_exp, data, device)
-    ref = ReferenceFFTask(ff_exp, data, device) if reading == "text" else None
+    ff = FF(ff_exp, data, device)
+    ref = ReferenceFF(ff_exp, data, device) if reading == "text" else None
     x = data.x_test
     x_one = overlay_label(
         label_ready(pixel_values(x, ff_exp.pixels), ff_exp.label_input), data.y_test
@@ -110,7 +96,7 @@ def bench(
         ref_eval_s = timed(lambda: ff.model.goodness_per_label_plain(x), device, repeat=3)
     out = []
     for b in batches:
-        dnn_s = epoch_seconds(BackpropTask(dnn_exp, data, device), b, device)
+        dnn_s = epoch_seconds(Backprop(dnn_exp, data, device), b, device)
         ff_s = epoch_seconds(ff, b, device)
         util = lambda flops, s: flops * samples / s / 1e9 / peak  # noqa: E731
         row = {
@@ -120,7 +106,7 @@ def bench(
             "peak_gflops": peak,
             "dnn_epoch_s": dnn_s,
             "ff_epoch_s": ff_s,
-            "dnn_util": util(dnn_flops_per_sample(sizes), dnn_s),
+            "dnn_util": util(dnn_flops, dnn_s),
             "ff_util": util(ff_flops, ff_s),
             "eval_ratio": eval_s / forward_s,
         }

@@ -3,21 +3,14 @@
 A study is data: its rows, and the points (settings) at which each row runs. `ffbench study
 NAME` runs rows x points x seeds; its runs are ordinary run directories (the point's settings are
 their overrides), so `ffbench table` aggregates them, `ffbench table --study NAME` lays them out
-as rows x points, and a study's figure (`ffbench figure depth`) reads them back.
+as rows x points (ffbench/report/studies.py), and a study's figure reads them back.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from pathlib import Path
 
-import pandas as pd
-
-from ffbench import results
-from ffbench.experiment import overrides_of
-from ffbench.names import UnknownName, lookup
-from ffbench.runner import read_json
+from ffbench.core.names import UnknownName, lookup
 
 DEPTH_ROWS = ("depth_backprop", "depth_FG_weight", "depth_FG_joint", "depth_FG_activity",
               "depth_FG_local")  # fmt: skip
@@ -51,59 +44,6 @@ class Study:
             ):
                 return point
         return None
-
-    def runs(self, runs_dir: Path) -> pd.DataFrame:
-        """The study's finished or diverged runs under `runs_dir`, one row each: experiment,
-        point (its label), depth, width, seed, status, test and validation error (percent)."""
-        runs = results.load_runs(runs_dir, warn=lambda _: None)
-        rows = []
-        for r in runs[runs.experiment.isin(self.rows)].itertuples():
-            config = read_json(Path(r.path) / "config.json")
-            recorded = read_json(Path(r.path) / "result.json").get("overrides")
-            point = self.point_of(config, overrides_of(config, recorded))
-            if point is None:
-                continue
-            sizes = config["sizes"]
-            rows.append({"experiment": r.experiment, "point": point_label(point),
-                         "depth": len(sizes) - 2, "width": sizes[1], "seed": r.seed,
-                         "status": r.status, "test_error": 100 * (1 - r.test_accuracy),
-                         "validation_error": 100 * (1 - r.validation_accuracy)})  # fmt: skip
-        return pd.DataFrame(rows, columns=["experiment", "point", "depth", "width", "seed",
-                                           "status", "test_error", "validation_error"])  # fmt: skip
-
-    def choice(self, runs_dir: Path) -> dict[str, dict]:
-        """Each row's point with the lowest mean of the study's column (on validation), over the
-        seeds that every point of the row ran (a point run with more seeds, as a chosen point
-        is by the study that uses it, is not judged on other draws); a run that diverged counts
-        as the worst. A row with no runs is left out."""
-        runs = self.runs(runs_dir)
-        by_label = {point_label(p): p for p in self.settings()}
-        chosen = {}
-        for row, mine in runs.groupby("experiment"):
-            seeds = set.intersection(*(set(g.seed) for _, g in mine.groupby("point")))
-            at = mine[mine.seed.isin(seeds)] if seeds else mine
-            means = at.fillna({self.column: math.inf}).groupby("point")[self.column].mean()
-            chosen[row] = by_label[means.idxmin()]
-        return {row: chosen[row] for row in self.rows if row in chosen}
-
-    def table(self, runs_dir: Path, column: str | None = None) -> tuple[list[str], list[list]]:
-        """Header and rows: one row per study row, one column per point, each cell the mean ±
-        std over seeds of `column` (default: the study's; percent) and n."""
-        runs, column = self.runs(runs_dir), column or self.column
-        labels = [point_label(p) for p in self.settings()]
-        rows = []
-        for name in self.rows:
-            row = [name]
-            for label in labels:
-                at = runs[(runs.experiment == name) & (runs.point == label)]
-                cell = at[column].dropna()
-                if cell.empty:  # not run, or every run diverged
-                    row.append(f"diverged (n={len(at)})" if len(at) else "-")
-                    continue
-                std = f" ± {cell.std(ddof=1):.2f}" if len(cell) > 1 else ""
-                row.append(f"{cell.mean():.2f}{std} (n={len(cell)})")
-            rows.append(row)
-        return ["Row"] + labels, rows
 
 
 def point_label(point: dict) -> str:

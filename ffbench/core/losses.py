@@ -1,4 +1,5 @@
-"""Goodness and the Forward-Forward losses of the notes (eqs 3.5, 3.13, 3.16, 4.1, 4.2).
+"""Goodness and the Forward-Forward losses of the notes (eqs 3.5, 3.13, 3.16, 4.1, 4.2), and the
+two losses of DNN_base (cross-entropy, or the authors' MSE on the softmax).
 
 With s = (g+ - theta) (+) (theta - g-), the concatenation over positive and negative samples,
 
@@ -31,9 +32,17 @@ class Loss(str, Enum):
     adj_L1 = "adj_L1"  # eq 4.2
 
 
+FF_LOSSES = (Loss.L0, Loss.L1, Loss.adj_L0, Loss.adj_L1)
+
+
 class LossForm(str, Enum):
     text = "text"  # eqs 3.13, 3.16, 4.1, 4.2 as printed
     code = "code"  # the authors' code: log(1 + exp(.)) for adj, its argument alone for plain
+
+
+class DnnOutput(str, Enum):
+    logits_ce = "logits_ce"  # cross-entropy on the logits
+    softmax_mse = "softmax_mse"  # MSE between softmax(output) and the one-hot label
 
 
 def goodness(a: torch.Tensor) -> torch.Tensor:
@@ -96,3 +105,17 @@ def ff_loss(
 ) -> torch.Tensor:
     """The FF loss `kind` of one layer: E over the positive and negative terms (eqs 3.13-4.2)."""
     return ff_loss_terms(kind, g_pos, g_neg, theta, stable).mean()
+
+
+def mse_on_softmax(out: torch.Tensor, y: torch.Tensor, b: int) -> torch.Tensor:
+    """The authors' DNN loss (FFA/FFA.ipynb cell 3): MSELoss between softmax(output) and the
+    one-hot label, a mean over the b x 10 entries of the batch (this chunk's share of it)."""
+    target = F.one_hot(y, out.shape[1]).to(out.dtype)
+    return F.mse_loss(F.softmax(out, dim=1), target, reduction="sum") / (b * out.shape[1])
+
+
+# The DNN losses of a chunk of a batch of b samples: its share of the batch's mean.
+DNN_LOSSES = {
+    DnnOutput.logits_ce: lambda out, y, b: F.cross_entropy(out, y, reduction="sum") / b,
+    DnnOutput.softmax_mse: mse_on_softmax,
+}

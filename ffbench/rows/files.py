@@ -5,11 +5,11 @@ edit of the package. One table per row, its header the row's name:
     base = "adj_FFA0_1"      # a registered row (`ffbench list`)
     reading = "code"         # optional: the command's --reading
     description = "..."      # optional
-    theta = 2.0              # any setting of Experiment, typed as TOML values
+    theta = 2.0              # any setting its method reads, typed as TOML values
     sizes = [784, 1000, 10]
 
-Each row is `ffbench.experiment.derive`d: its config.json records `base` and `source` (this
-file), and the settings that differ from its base name its run directory, as `--set` does.
+Each row is `ffbench.rows.derive`d: its config.json records `base` and `source` (this file), and
+the table shows the settings that differ from its base as its overrides.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from pathlib import Path
 
 import tomllib
 
-from ffbench import readings
-from ffbench.experiment import REGISTRY, Experiment, SettingError, UnknownExperiment, derive
+from ffbench.core.settings import Experiment, SettingError
+from ffbench.methods import UnknownMethod
+from ffbench.rows import REGISTRY, UnknownExperiment, derive, readings
 
 ROW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a directory name on every system
 
@@ -68,5 +69,5 @@ def _row(path: Path, name: str, table: object, reading: str) -> Experiment:
     try:
         readings.get(row_reading)
         return derive(name, base, row_reading, settings, str(path), str(description))
-    except (SettingError, UnknownExperiment, readings.UnknownReading) as e:
+    except (SettingError, UnknownExperiment, UnknownMethod, readings.UnknownReading) as e:
         raise ConfigError(f"{where}: {e}") from None

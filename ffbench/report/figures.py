@@ -14,9 +14,18 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
-from ffbench import results  # noqa: E402
-from ffbench.losses import Loss, ff_loss_terms  # noqa: E402
-from ffbench.runner import RESULT, read_json  # noqa: E402
+from ffbench.core.losses import Loss, ff_loss_terms  # noqa: E402
+from ffbench.core.models import MLP  # noqa: E402
+from ffbench.methods.forward_grad import (  # noqa: E402
+    Perturbation,
+    activity_perturbed,
+    layer_cosines,
+    weight_perturbed,
+)
+from ffbench.report.studies import study_runs  # noqa: E402
+from ffbench.report.table import ablation_changes  # noqa: E402
+from ffbench.rows import studies  # noqa: E402
+from ffbench.runner.store import RESULT, read_json  # noqa: E402
 
 THETAS = (0.0, 1.0, 2.0)  # the three thresholds of the notes' plots
 LOSS_STYLES = {Loss.L0: "tab:blue", Loss.L1: "tab:red", Loss.adj_L0: "tab:cyan",
@@ -103,7 +112,7 @@ def ablation_figure(runs: pd.DataFrame, name: str, reading: str, path: Path) -> 
     """`ffbench ablate`'s runs of one row under one reading: each flipped switch's change in
     test accuracy against the unflipped runs of the same seeds, beside the unflipped runs' own
     spread over seeds (one standard deviation either side of 0)."""
-    table = results.ablation_changes(runs, name)
+    table = ablation_changes(runs, name)
     table = table[table.reading == reading]
     base, flips = table[table.overrides == ""], table[table.overrides != ""]
     if base.empty or flips.empty:
@@ -146,8 +155,6 @@ def forward_gradient_cosines(
 ) -> tuple[int, torch.Tensor]:
     """(weights of the 784-hidden-10 MLP, |cos| between `draws` forward-gradient estimates and
     its true gradient on this batch)."""
-    from ffbench.models import MLP
-
     torch.manual_seed(0)
     model = MLP((images.shape[1], hidden, 10))
     model.zero_grad()
@@ -170,8 +177,6 @@ def cosine_figure(path: Path, images: torch.Tensor, labels: torch.Tensor, draws:
     estimate and the true gradient of the 784-h-10 MLP on a batch of MNIST, against the number
     of perturbed dimensions, for weight and activity perturbation, with sqrt(2 / (pi n)).
     """
-    from ffbench.forward_grad import activity_perturbed, weight_perturbed
-
     gen = torch.Generator().manual_seed(0)
     fig, (hist_ax, mlp_ax) = plt.subplots(1, 2, figsize=(14, 5.5))
     edges = torch.linspace(0, 1, 101)
@@ -208,7 +213,7 @@ def cosine_figure(path: Path, images: torch.Tensor, labels: torch.Tensor, draws:
 def depth_figure(
     runs_dir: Path, path: Path, images: torch.Tensor, labels: torch.Tensor, draws: int = 10
 ) -> Path:
-    """The depth study (ffbench/studies.py) from its runs under `runs_dir`.
+    """The depth study (ffbench/rows/studies.py) from its runs under `runs_dir`.
 
     Left: test error against the number of hidden layers (W = 256), one line per method, mean
     over seeds with their standard deviation as error bars; the wide point (W = 1024) as a lone
@@ -216,16 +221,12 @@ def depth_figure(
     estimates, per layer, at a fresh initialisation, on a batch of 256, `draws` estimates each
     (forward_grad.layer_cosines).
     """
-    from ffbench.forward_grad import Perturbation, layer_cosines
-    from ffbench.studies import DEPTH_ROWS, get, mlp
-
-    study = get("depth")
-    runs = study.runs(runs_dir)
+    runs = study_runs(studies.get("depth"), runs_dir)
     runs = runs[runs.status == "finished"]
     fig, (err_ax, cos_ax) = plt.subplots(1, 2, figsize=(14, 5.5))
-    colors = dict(zip(DEPTH_ROWS, ["black", "tab:red", "tab:orange", "tab:blue", "tab:green"],
-                      strict=True))  # fmt: skip
-    for row in DEPTH_ROWS:
+    palette = ["black", "tab:red", "tab:orange", "tab:blue", "tab:green"]
+    colors = dict(zip(studies.DEPTH_ROWS, palette, strict=True))
+    for row in studies.DEPTH_ROWS:
         mine = runs[runs.experiment == row]
         for width, style in ((256, "-o"), (1024, "D")):
             g = mine[mine.width == width].groupby("depth").test_error
@@ -251,7 +252,7 @@ def depth_figure(
              Perturbation.activity: "tab:blue", Perturbation.local: "tab:green"}  # fmt: skip
     for kind, color in kinds.items():
         for depth, alpha in zip((1, 2, 4, 8), (0.35, 0.55, 0.75, 1.0), strict=True):
-            cos = layer_cosines(kind, mlp(depth), x, y, draws, gen)
+            cos = layer_cosines(kind, studies.mlp(depth), x, y, draws, gen)
             cos_ax.plot(range(1, depth + 2), cos, "-o", color=color, alpha=alpha, ms=3,
                         label=f"{kind.value}, L={depth}")  # fmt: skip
     cos_ax.set(yscale="log", xlabel="layer (the last is the output layer)",

@@ -8,10 +8,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ffbench.losses import goodness
+from ffbench.core.losses import goodness
 
 N_CLASSES = 10
-NORM_EPS = 1e-8
 GPU_CHUNK = 1 << 16  # at batch 60000 a cache-sized chunk would leave a GPU waiting on launches
 
 
@@ -59,7 +58,7 @@ def overlay_label(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def l2_normalize(h: torch.Tensor, eps: float = NORM_EPS) -> torch.Tensor:
+def l2_normalize(h: torch.Tensor, eps: float) -> torch.Tensor:
     """a / (||a|| + eps): a layer sees only the direction of its input, not its goodness."""
     return h / (h.norm(dim=1, keepdim=True) + eps)
 
@@ -127,15 +126,15 @@ class FFNet(nn.Module):
     """784-800-10 Forward-Forward net: every layer is Linear + ReLU on an L2-normalised input,
     trained on its own goodness (eqs 3.4, 3.5). `normalize_input=False` feeds the first layer the
     raw image, as section 3 writes it (x for the first layer, a^norm after); `bias`, `eps` and
-    `goodness` are the reading's switches (ffbench/readings.py)."""
+    `goodness` are the reading's switches (ffbench/rows/readings.py)."""
 
     def __init__(
         self,
-        sizes: tuple[int, ...] = (784, 800, 10),
-        normalize_input: bool = True,
-        bias: bool = True,
-        eps: float = NORM_EPS,
-        goodness: GoodnessReduce = GoodnessReduce.sum,
+        sizes: tuple[int, ...],
+        normalize_input: bool,
+        bias: bool,
+        eps: float,
+        goodness: GoodnessReduce,
     ):
         super().__init__()
         self.layers = nn.ModuleList(

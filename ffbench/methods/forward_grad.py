@@ -6,7 +6,7 @@ and (grad f . v) v has expectation grad f. Its alignment with grad f shrinks lik
 the dimension n of v, which is why
 
 - `weight`: v over all weights at once (n = 636,010 here) needs a small rate and learns less per
-  step (full run: 90.8 % against backprop's 96.5 % with the same batches);
+  step;
 - `activity`: v over each layer's pre-activations, per sample (n = 800 or 10), then the exact
   local step to the weights, dL/dW = (dL/dz)^T h;
 - `local`: as `activity`, but each hidden layer's perturbation measures a local loss (a linear
@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, jvp
 
-from ffbench.backprop import BackpropTask
-from ffbench.models import MLP, N_CLASSES
-from ffbench.optimizers import make_optimizer
+from ffbench.core.models import MLP, N_CLASSES
+from ffbench.core.optimizers import make_optimizer
+from ffbench.methods import register
+from ffbench.methods.backprop import Backprop
 
 # torch's forward-mode AD loads its decompositions through torch.jit.script, which warns about
 # its own deprecation on first use; it is torch's business, not the user's.
@@ -140,8 +141,11 @@ def _names(model: torch.nn.Module) -> dict[int, str]:
 
 def _local_step(names: dict[int, str], layer: torch.nn.Linear, grad_z, h) -> dict:
     """A layer's weight and bias gradients, by parameter name (`_names`), from an estimate of
-    dL/dz: (dL/dz)^T h and its sum."""
-    return {names[id(layer.weight)]: grad_z.T @ h, names[id(layer.bias)]: grad_z.sum(0)}
+    dL/dz: (dL/dz)^T h and its sum (a layer without a bias has no such gradient)."""
+    grads = {names[id(layer.weight)]: grad_z.T @ h}
+    if layer.bias is not None:
+        grads[names[id(layer.bias)]] = grad_z.sum(0)
+    return grads
 
 
 def estimate(kind: Perturbation, model: MLP, x, y, gen: torch.Generator, heads=None):
@@ -153,19 +157,25 @@ def estimate(kind: Perturbation, model: MLP, x, y, gen: torch.Generator, heads=N
     return activity_perturbed(model, x, y, gen, heads)
 
 
-class ForwardGradTask(BackpropTask):
-    """FG_weight / FG_activity / FG_local / FG_joint: an MLP trained by forward gradients."""
+class ForwardGrad(Backprop):
+    """An MLP trained by forward gradients of its cross-entropy: Backprop's loop, each batch's
+    gradients estimated by `estimate` instead of a backward pass. One subclass per estimator."""
+
+    reads = Backprop.reads - {"dnn_output"}  # always cross-entropy on the logits
+    kind: Perturbation
 
     def __init__(self, exp, data, device: torch.device):
         super().__init__(exp, data, device)
-        self.kind = Perturbation(exp.method.value.removeprefix("fg_"))
         self.heads = None
         if self.kind == Perturbation.local:
             self.heads = torch.nn.ModuleList(
                 torch.nn.Linear(n, N_CLASSES) for n in exp.sizes[1:-1]
             ).to(device)
             params = list(self.model.parameters()) + list(self.heads.parameters())
-            self.optimizers = [make_optimizer(exp.optimizer, params, exp.lr, device)]
+            self.optimizers = [make_optimizer(exp, params, device)]
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model} | ({"heads": self.heads} if self.heads is not None else {})
 
     def batch_gradients(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
         loss, grads = estimate(self.kind, self.model, x, y, gen, self.heads)
@@ -179,6 +189,26 @@ class ForwardGradTask(BackpropTask):
                     features = torch.relu(_linears(self.model)[i](features))
                 F.cross_entropy(head(features), y).backward()
         return loss.detach()
+
+
+@register
+class WeightPerturbed(ForwardGrad):
+    name, kind = "fg_weight", Perturbation.weight
+
+
+@register
+class ActivityPerturbed(ForwardGrad):
+    name, kind = "fg_activity", Perturbation.activity
+
+
+@register
+class LocalLosses(ForwardGrad):
+    name, kind = "fg_local", Perturbation.local
+
+
+@register
+class JointActivityPerturbed(ForwardGrad):
+    name, kind = "fg_joint", Perturbation.joint
 
 
 def layer_cosines(

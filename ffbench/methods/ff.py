@@ -5,12 +5,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ffbench.data import MNIST, pixel_values
-from ffbench.experiment import Experiment, LayerOrder, Negatives, OptimizerScope
-from ffbench.losses import LOSS_FORMS, ff_loss, goodness, margins
-from ffbench.models import N_CLASSES, FFNet, chunk_size, encode_images, overlay_label
-from ffbench.optimizers import make_optimizer
-from ffbench.schedules import batch_slices
+from ffbench.core.data import MNIST, pixel_values
+from ffbench.core.losses import FF_LOSSES, LOSS_FORMS, ff_loss, goodness, margins
+from ffbench.core.models import N_CLASSES, FFNet, chunk_size, encode_images, overlay_label
+from ffbench.core.optimizers import make_optimizer
+from ffbench.core.schedules import batch_slices
+from ffbench.core.settings import Experiment, LayerOrder, Negatives, OptimizerScope
+from ffbench.methods import Method, register
+from ffbench.methods.backprop import pairs
 
 
 def other_image_negatives(perm: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
@@ -51,7 +53,17 @@ def layer_passes(order: LayerOrder, n_layers: int, phase: int | None) -> list[li
     return [list(range(n_layers))]
 
 
-class FFTask:
+def flops_per_sample(sizes: tuple[int, ...], sequential: bool = False) -> int:
+    """FF: a positive and a negative row, each with forward and weight gradient of every layer
+    (inputs are detached: no input gradient). `sequential` (the code reading): layer l trains on
+    the updated output of the layers below, so those forward once more for each layer above."""
+    layers = pairs(sizes)
+    again = sum(2 * a * b * (len(layers) - 1 - i) for i, (a, b) in enumerate(layers))
+    return 2 * (sum(4 * a * b for a, b in layers) + (again if sequential else 0))
+
+
+@register
+class FF(Method):
     """Forward-Forward: every layer minimises its own loss on positive and negative data.
 
     Positive: an image with its own label in the first 10 pixels. Negative: the reading's
@@ -60,11 +72,35 @@ class FFTask:
     here: the image encoding (`encode_images`), the net (`FFNet`), the loss form (`LOSS_FORMS`),
     the batches (`batch_slices`), the layer passes (`layer_passes`) and the optimizer scope.
 
-    This is the fast path; `ReferenceFFTask` is the text reading written the obvious way, and
+    This is the fast path; `ReferenceFF` is the text reading written the obvious way, and
     tests/authors_loop.py the code reading. The first layer's inputs are gathered ready-made:
     a one-hot label has norm 1, so the labelled input's norm is the same whatever the label,
     and base = image / that norm is computed once per run (`encode_images`).
     """
+
+    name = "ff"
+    reads = Method.reads | {"loss", "theta", "stable_loss", "normalize_input", "layer_order",
+                            "label_input", "bias", "norm_eps", "goodness", "loss_form",
+                            "negatives", "optimizer_scope"}  # fmt: skip
+    negatives = tuple(n.value for n in NEGATIVES)
+
+    @classmethod
+    def check(cls, exp: Experiment) -> str | None:
+        if exp.loss not in FF_LOSSES:
+            losses = ", ".join(loss.value for loss in FF_LOSSES)
+            return (
+                f"{exp.name} trains an FF loss, not {exp.loss.value}; --set loss= one of {losses}"
+            )
+        return super().check(exp)
+
+    @classmethod
+    def phases(cls, exp: Experiment) -> list[int | None]:
+        """Greedy FF trains the layers one after another, each for all epochs."""
+        return list(range(len(exp.sizes) - 1)) if exp.layer_order == LayerOrder.greedy else [None]
+
+    @classmethod
+    def flops_per_sample(cls, exp: Experiment) -> int:
+        return flops_per_sample(exp.sizes, exp.layer_order == LayerOrder.sequential)
 
     def __init__(
         self, exp: Experiment, data: MNIST, device: torch.device, chunk: int | None = None
@@ -78,10 +114,7 @@ class FFTask:
                            exp.goodness).to(device)  # fmt: skip
         self.shared = exp.optimizer_scope == OptimizerScope.shared
         groups = [self.model] if self.shared else list(self.model.layers)
-        self.optimizers = [make_optimizer(exp.optimizer, m.parameters(), exp.lr, device)
-                           for m in groups]  # fmt: skip
-        n_layers = len(self.model.layers)
-        self.phases = list(range(n_layers)) if exp.layer_order == LayerOrder.greedy else [None]
+        self.optimizers = [make_optimizer(exp, m.parameters(), device) for m in groups]
         self.encode = lambda x: encode_images(pixel_values(x, exp.pixels), exp.label_input,
                                               exp.normalize_input, exp.norm_eps)  # fmt: skip
         self.x_base, self.v = self.encode(data.x_train)
@@ -162,11 +195,11 @@ class FFTask:
         return self.model.goodness_per_label(*self.encode(x), self.eval_chunk).argmax(dim=1)
 
 
-class ReferenceFFTask(FFTask):
+class ReferenceFF(FF):
     """The obvious FF loop of the text reading, kept to test and time the fast one against:
     label overlays built per batch, positives and negatives in separate passes, every layer's
     input re-forwarded from the image, plain autograd, whole batches. Same shuffles, negatives
-    and updates as `FFTask` under the text reading."""
+    and updates as `FF` under the text reading."""
 
     def train_epoch(self, phase, batch: int, gen: torch.Generator) -> torch.Tensor:
         if phase is not None:

@@ -1,36 +1,39 @@
-"""Backprop for DNN_base: the reading's loss on a ReLU MLP, every layer from one backward pass."""
+"""Backprop (DNN_base): the reading's loss on a ReLU MLP, every layer from one backward pass."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ffbench.data import MNIST, pixel_values
-from ffbench.experiment import DnnOutput, Experiment
-from ffbench.models import MLP, N_CLASSES, chunk_size
-from ffbench.optimizers import make_optimizer
-from ffbench.schedules import batch_slices
-
-
-def mse_on_softmax(out: torch.Tensor, y: torch.Tensor, b: int) -> torch.Tensor:
-    """The authors' DNN loss (FFA/FFA.ipynb cell 3): MSELoss between softmax(output) and the
-    one-hot label, a mean over the b x 10 entries of the batch (this chunk's share of it)."""
-    target = F.one_hot(y, N_CLASSES).to(out.dtype)
-    return F.mse_loss(F.softmax(out, dim=1), target, reduction="sum") / (b * N_CLASSES)
+from ffbench.core.data import MNIST, pixel_values
+from ffbench.core.losses import DNN_LOSSES
+from ffbench.core.models import MLP, chunk_size
+from ffbench.core.optimizers import make_optimizer
+from ffbench.core.schedules import batch_slices
+from ffbench.core.settings import Experiment
+from ffbench.methods import Method, register
 
 
-DNN_LOSSES = {
-    DnnOutput.logits_ce: lambda out, y, b: F.cross_entropy(out, y, reduction="sum") / b,
-    DnnOutput.softmax_mse: mse_on_softmax,
-}
+def pairs(sizes: tuple[int, ...]) -> list[tuple[int, int]]:
+    return list(zip(sizes[:-1], sizes[1:], strict=True))
 
 
-class BackpropTask:
+@register
+class Backprop(Method):
     """DNN_base: a ReLU MLP, every layer from one backward pass of the reading's loss
     (cross-entropy on the logits, or the authors' MSE on the softmax).
 
     The loss is a mean over samples, so a batch larger than `chunk` is taken in chunks whose
     gradients add up before the one optimizer step: the same update, activations in cache."""
+
+    name = "backprop"
+    reads = Method.reads | {"bias", "dnn_output"}
+
+    @classmethod
+    def flops_per_sample(cls, exp: Experiment) -> int:
+        """Forward and weight gradient of every layer, input gradient of all but the first
+        (2 * n_in * n_out each; biases and elementwise work not counted)."""
+        layers = pairs(exp.sizes)
+        return sum(4 * a * b for a, b in layers) + sum(2 * a * b for a, b in layers[1:])
 
     def __init__(
         self, exp: Experiment, data: MNIST, device: torch.device, chunk: int | None = None
@@ -40,8 +43,7 @@ class BackpropTask:
         self.chunk = chunk or chunk_size(device, 4096)
         self.x_train = pixel_values(data.x_train, exp.pixels)
         self.model = MLP(exp.sizes, bias=exp.bias).to(device)
-        self.optimizers = [make_optimizer(exp.optimizer, self.model.parameters(), exp.lr, device)]
-        self.phases: list[int | None] = [None]
+        self.optimizers = [make_optimizer(exp, self.model.parameters(), device)]
         self.loss_of = DNN_LOSSES[exp.dnn_output]
 
     def train_epoch(self, phase, batch: int, gen: torch.Generator) -> torch.Tensor:

@@ -1,0 +1,77 @@
+"""The rows beyond the notes, as data: forward gradients on the notes' MLP (second seed), FF at
+its best, and the depth study's rows. The evidence for each rate and recipe choice is in the
+README (the studies fg_rates, depth_rates and ff_best_recipe, on validation);
+tests/test_studies.py holds the registered values to the committed runs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ffbench.core.losses import Loss
+from ffbench.core.optimizers import Optimizer
+from ffbench.core.schedules import LrScaling
+from ffbench.core.settings import Experiment, Negatives
+from ffbench.rows import REGISTRY, register
+
+# Forward gradients on DNN_base's MLP and schedule. The weight-perturbed estimate's noise comes
+# from its one random direction, not from the batch, so a bigger batch does not allow a bigger
+# step: FG_weight keeps its rate. Rates: the study fg_rates' choices.
+FORWARD_GRADIENTS = [
+    ("FG_weight", "fg_weight", 3e-4, LrScaling.none,
+     "forward gradient, one random direction over all weights"),
+    ("FG_activity", "fg_activity", 1e-2, LrScaling.linear,
+     "forward gradient, perturbed pre-activations per layer"),
+    ("FG_local", "fg_local", 1e-2, LrScaling.linear,
+     "forward gradient of local losses, perturbed pre-activations"),
+]  # fmt: skip
+for name, method, lr, scaling, what in FORWARD_GRADIENTS:
+    register(dataclasses.replace(REGISTRY["DNN_base"], name=name, method=method, lr=lr,
+                                 lr_scaling=scaling, description=what))  # fmt: skip
+
+# FF as published at its best (the recipe in ffbench/methods/ff_best.py). Its run also reports
+# the linear head's accuracy, shown in the table as the row FF_best/head.
+register(
+    Experiment(
+        name="FF_best",
+        method="ff_best",
+        loss=Loss.L0,
+        optimizer=Optimizer.sgd,
+        lr=1e-3,
+        epochs=60,
+        batch_start=100,
+        batch_final=100,
+        lr_scaling=LrScaling.none,
+        cooldown=0.5,
+        momentum=0.9,
+        weight_decay=3e-4,
+        sizes=(784, 1000, 1000, 1000),
+        theta=1000.0,
+        stable_loss=True,
+        negatives=Negatives.hard,
+        description="FF at its best: 3x1000, RMS norm, hard negatives, peer norm (+ /head)",
+    )
+)
+
+# The depth study (ffbench/rows/studies.py; second seed; Ren et al. 2023, Table 3): one row per
+# method on a 784-256-10 MLP, the study setting the depth through `sizes`. One budget for every
+# run: a constant batch of 100, Adam, 20 epochs, 10,000 training images held out for validation,
+# on which the rates are chosen (the study depth_rates).
+DEPTH_RATES = {"backprop": 1e-3, "fg_weight": 1e-3, "fg_joint": 3e-4, "fg_activity": 1e-4,
+               "fg_local": 1e-4}  # fmt: skip
+for method, lr in DEPTH_RATES.items():
+    register(
+        Experiment(
+            name="depth_" + (method if method == "backprop" else "FG_" + method[3:]),
+            method=method,
+            loss=Loss.cross_entropy,
+            optimizer=Optimizer.adam,
+            lr=lr,
+            epochs=20,
+            batch_start=100,
+            batch_final=100,
+            lr_scaling=LrScaling.none,
+            sizes=(784, 256, 10),
+            validation=10000,
+            description=f"depth study: {method}, batch 100, Adam, 20 epochs",
+        )
+    )
