@@ -21,36 +21,28 @@ from rich.console import Console
 
 from ffbench import methods, rows
 from ffbench.core import data as mnist
-from ffbench.core.schedules import BatchGrowth, LrScaling
 from ffbench.core.settings import (
+    FIELDS,
+    HINTS,
     Experiment,
-    LayerOrder,
     SettingError,
     parse_setting,
     settings_text,
 )
 from ffbench.methods import Method
-from ffbench.report import figures
 from ffbench.report import table as report
 from ffbench.report.studies import study_table
-from ffbench.rows import (
-    PAPER_ROWS,
-    REGISTRY,
-    UnknownExperiment,
-    derive,
-    overrides,
-    readings,
-    studies,
-)
+from ffbench.rows import PAPER_ROWS, REGISTRY, UnknownExperiment, derive, readings, studies
 from ffbench.rows.files import ConfigError, load_rows
 from ffbench.rows.paper import PAPER
 from ffbench.runner import RunOptions, slurm
 from ffbench.runner.bench import bench
-from ffbench.runner.local import LaunchError, Screen, resolve_device, run_matrix
-from ffbench.runner.plan import BadRequest, Matrix, ablation, check_reading, plan
+from ffbench.runner.local import LaunchError, resolve_device, run_matrix
+from ffbench.runner.plan import FLAGS, BadRequest, Matrix, ablation, check_reading, plan
+from ffbench.runner.progress import Screen
 from ffbench.runner.store import Outcome, read_json, run_dir, run_state, write_atomic
 
-DEFAULT_READING = readings.DEFAULT
+DEFAULT_READING, overrides = readings.DEFAULT, rows.overrides
 DEFAULT_OPTIONS, DEFAULT_SLURM = RunOptions(), slurm.SlurmOptions()
 
 
@@ -103,13 +95,8 @@ def register(exp: Experiment) -> Experiment:
         raise BadRequest(str(e), "NAMES") from None
 
 
-def define(
-    name: str,
-    base: str,
-    reading: str = DEFAULT_READING,
-    description: str = "",
-    **settings,
-) -> Experiment:
+def define(name: str, base: str, reading: str = DEFAULT_READING, description: str = "",
+           **settings) -> Experiment:  # fmt: skip
     """Register a new row: the registered row `base` under `reading` with `settings` changed
     (any setting its method reads, e.g. theta=1.0, sizes=(784, 2000, 10)). `run(name)` then
     runs it; its run directories and table rows carry its name, and the table shows the settings
@@ -127,15 +114,9 @@ def define(
     return exp
 
 
-def select(
-    names: Sequence[str | Experiment] = (),
-    seeds: Sequence[int] = (0,),
-    reading: str = DEFAULT_READING,
-    settings: dict | None = None,
-    sets: Sequence[str] = (),
-    paper: bool = False,
-    config: Path | None = None,
-) -> Matrix:
+def select(names: Sequence[str | Experiment] = (), seeds: Sequence[int] = (0,),
+           reading: str = DEFAULT_READING, settings: dict | None = None, sets: Sequence[str] = (),
+           paper: bool = False, config: Path | None = None) -> Matrix:  # fmt: skip
     """`plan` of what a command names: the rows (`names`), the paper's with `paper`, and a config
     file's rows (all of them, or those named), with `settings` and the `sets` (KEY=VALUE text)
     applied."""
@@ -203,22 +184,11 @@ def sweep(matrix: Matrix, options: RunOptions = DEFAULT_OPTIONS,
     return slurm.submit(matrix, options, cluster, log)
 
 
-def run(
-    experiment: str | Experiment | Sequence[str | Experiment],
-    seeds: int | Sequence[int] = 0,
-    reading: str = DEFAULT_READING,
-    *,
-    runs_dir: Path | str = "runs",
-    device: str = "auto",
-    jobs: int = 1,
-    eval_every: int = 0,
-    force: bool = False,
-    resume: bool = False,
-    checkpoint_every: int = 10,
-    data_dir: Path | str | None = None,
-    progress: bool = True,
-    **settings,
-) -> RunResult | list[RunResult]:
+def run(experiment: str | Experiment | Sequence[str | Experiment], seeds: int | Sequence[int] = 0,
+        reading: str = DEFAULT_READING, *, runs_dir: Path | str = "runs", device: str = "auto",
+        jobs: int = 1, eval_every: int = 0, force: bool = False, resume: bool = False,
+        checkpoint_every: int = 10, data_dir: Path | str | None = None, progress: bool = True,
+        **settings) -> RunResult | list[RunResult]:  # fmt: skip
     """Train a row (by name, or an Experiment) or several, each seed into its own run
     directory under `runs_dir`, exactly as `ffbench run` does; a finished run already there is
     returned, not repeated (force=True repeats it). `settings` change any setting the rows'
@@ -273,15 +243,12 @@ def table_view(runs_dir: Path | str = "runs", view: str = "rows", reading: str |
     if reading is not None:
         check_reading(reading)
     chosen = find_study(study_name) if study_name is not None else None
-    runs = load_runs(runs_dir, warn)
-    title = f"ffbench results ({runs_dir})"
+    runs, title = load_runs(runs_dir, warn), f"ffbench results ({runs_dir})"
     if chosen is not None:
         title = f"study {chosen.name}: {chosen.column.replace('_', ' ')} % ({runs_dir})"
         return (title, *study_table(chosen, Path(runs_dir)))
-    if reading is not None:
-        runs = runs[runs.reading == reading]
-    if paper:
-        runs = runs[runs.experiment.isin(PAPER)]
+    runs = runs[runs.reading == reading] if reading is not None else runs
+    runs = runs[runs.experiment.isin(PAPER)] if paper else runs
     if runs.empty:
         return None
     if ablated:  # aggregates that row's runs itself
@@ -306,15 +273,13 @@ def listing(reading: str = DEFAULT_READING) -> tuple[list[str], list[list[str]]]
     for exp in experiments(reading).values():
         paper = PAPER.get(exp.name)
         acc = "" if paper is None else "NAN" if math.isnan(paper.accuracy) else f"{paper.accuracy}"
-        growth = exp.lr_scaling.value + (
-            f", cooled over the last {exp.cooldown:.0%}" if exp.cooldown else ""
-        )
-        loss = exp.dnn_output.value if "dnn_output" in methods.get(exp.method).reads else (
-            exp.loss.value)  # fmt: skip
+        cooled = f", cooled over the last {exp.cooldown:.0%}" if exp.cooldown else ""
+        dnn = "dnn_output" in methods.get(exp.method).reads
         lines.append([
-            exp.name, "-".join(map(str, exp.sizes)), exp.method, loss, exp.optimizer.value,
-            f"{exp.lr:g}", growth, str(exp.epochs), f"{exp.batch_start}→{exp.batch_final}", acc,
-            paper.time if paper else "",
+            exp.name, "-".join(map(str, exp.sizes)), exp.method,
+            exp.dnn_output.value if dnn else exp.loss.value, exp.optimizer.value, f"{exp.lr:g}",
+            exp.lr_scaling.value + cooled, str(exp.epochs), f"{exp.batch_start}→{exp.batch_final}",
+            acc, paper.time if paper else "",
         ])  # fmt: skip
     return header, lines
 
@@ -343,46 +308,8 @@ def write_text(path: Path, text: str) -> None:
     write_atomic(path, text)
 
 
-def figure_losses(path: Path) -> Path:
-    """L0, L1 and their adjusted forms against goodness, for theta = 0, 1, 2 (section 3.2)."""
-    return figures.losses_figure(path)
-
-
-def figure_cosine(path: Path, data_dir: Path | None = None, log=print) -> Path:
-    """|cos| of random directions as n grows, and of forward gradients on our MLP."""
-    data = load_data(data_dir, "cpu", 256, log)
-    return figures.cosine_figure(path, data.x_train, data.y_train)
-
-
-def figure_depth(runs_dir: Path, path: Path, data_dir: Path | None = None, log=print) -> Path:
-    """The depth study from its runs, and each method's per-layer |cos| at each depth."""
-    if not Path(runs_dir).is_dir():
-        raise BadRequest(f"runs dir {runs_dir} does not exist; run `ffbench study depth` first",
-                         "--runs-dir")  # fmt: skip
-    data = load_data(data_dir, "cpu", 256, log)
-    return figures.depth_figure(Path(runs_dir), path, data.x_train, data.y_train)
-
-
-def figure_ablation(runs_dir: Path, name: str, reading: str, path: Path, warn=print) -> Path:
-    """`ffbench ablate`'s runs of `name` under `reading`: each flip's change in accuracy."""
-    check_reading(reading)
-    try:
-        return figures.ablation_figure(load_runs(runs_dir, warn), name, reading, path)
-    except ValueError as e:  # no such runs: what to run
-        raise BadRequest(str(e), "NAME") from None
-
-
-def plot(runs: Sequence[Path], path: Path) -> Path:
-    """Learning curves (loss, and test accuracy where recorded) of run directories."""
-    for r in runs:
-        if not (Path(r) / "metrics.csv").is_file():
-            raise BadRequest(f"{r} has no metrics.csv; give run directories such as "
-                             "runs/code/DNN_base/seed-0-cpu-<hash>", "RUNS")  # fmt: skip
-    return figures.learning_curves([Path(r) for r in runs], path)
-
-
 DataError = mnist.DataError
-__all__ = ["BadRequest", "BatchGrowth", "DataError", "Experiment", "LaunchError", "LayerOrder",
-           "LrScaling", "Matrix", "Method", "PAPER_ROWS", "RunOptions", "RunResult", "Screen",
+__all__ = ["BadRequest", "DataError", "Experiment", "FIELDS", "FLAGS", "HINTS", "LaunchError",
+           "Matrix", "Method", "PAPER_ROWS", "RunOptions", "RunResult", "Screen",
            "define", "experiments", "load_runs", "overrides", "plan", "register", "run",
            "settings_text", "slurm", "table"]  # fmt: skip

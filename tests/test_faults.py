@@ -59,7 +59,10 @@ def wait_for_epoch(proc, epoch):
         (["run", "DNN_base", "--raw-input"], "no experiment named reads --normalize-input/--raw"),
         (["run", "DNN_base", "--literal-loss"], "no experiment named reads --stable-loss"),
         (["run", "FF_best", "--set", "optimizer=adam"], "momentum=0.9 is read by sgd only"),
-        (["run", "FFA0", "--set", "loss=cross_entropy"], "trains an FF loss"),
+        (
+            ["run", "FFA0", "--set", "loss=cross_entropy"],
+            "trains no cross_entropy loss; --set loss=L0",
+        ),
         (["run", "DNN_base", "--set", "goodness=mean"], "reads goodness (only ff rows do)"),
         (["run", "FG_local", "--theta", "3"], "no experiment named reads --theta"),
         (["run", "DNN_base", "--reading", "cod"], "unknown reading 'cod': did you mean code?"),

@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from ffbench import api
 from ffbench.cli import options as opt
@@ -30,25 +29,6 @@ app = typer.Typer(
 )
 
 
-def parse_seeds(seed: str | None, seeds: int | None) -> list[int]:
-    if seeds is not None:
-        if seed is not None:
-            raise typer.BadParameter("give --seed or --seeds, not both", param_hint="--seeds")
-        return list(range(seeds))
-    if seed is None:
-        return [0]
-    try:
-        out = [int(s) for s in seed.split(",")]
-    except ValueError:
-        out = []
-    if not out or min(out) < 0 or len(set(out)) != len(out):
-        raise typer.BadParameter(
-            f"'{seed}' is not a seed list; give distinct integers >= 0 like 0 or 0,3,7",
-            param_hint="--seed",
-        )
-    return out
-
-
 def planned(make, *args, **kwargs) -> api.Matrix:
     """The matrix an api planner gives, or its bad request as a usage error."""
     try:
@@ -58,8 +38,8 @@ def planned(make, *args, **kwargs) -> api.Matrix:
 
 
 def show(header: list[str], rows: list[list[str]], title: str, caption: str = "",
-         lines: bool = False) -> None:  # fmt: skip
-    console.print(formats.rich_table(header, rows, title, caption, lines))
+         lines: bool = False, right: set[str] | None = None) -> None:  # fmt: skip
+    console.print(formats.rich_table(header, rows, title, caption, lines, right))
 
 
 @app.command("list")
@@ -95,9 +75,7 @@ def run(dry_run: opt.DryRun = False, *, selection: dict, settings: dict,
 
 
 def select(selection: dict, settings: dict) -> api.Matrix:
-    seeds = parse_seeds(selection.pop("seed"), selection.pop("seeds"))
-    selection["names"], selection["sets"] = selection["names"] or [], selection["sets"] or []
-    return planned(api.select, seeds=seeds, settings=settings, **selection)
+    return planned(api.select, settings=settings, **selection)
 
 
 @app.command()
@@ -106,17 +84,12 @@ def select(selection: dict, settings: dict) -> api.Matrix:
 def ablate(
     name: Annotated[str, typer.Argument(help="The row, e.g. adj_FFA0_1.")],
     toward: Annotated[str, typer.Option(help="The reading each switch is flipped to.")] = "text",
-    dry_run: opt.DryRun = False,
-    *,
-    selection: dict,
-    settings: dict,
-    options: api.RunOptions,
-) -> None:
+    dry_run: opt.DryRun = False, *, selection: dict, settings: dict, options: api.RunOptions,
+) -> None:  # fmt: skip
     """NAME under --reading, and once more with each switch it reads flipped to --toward's
     choice, one at a time: what each difference between the readings does (`ffbench table`
     shows the flipped switch under Overrides)."""
-    seeds = parse_seeds(selection["seed"], selection["seeds"])
-    matrix = planned(api.ablate, name, seeds, selection["reading"], toward, settings)
+    matrix = planned(api.ablate, name, selection["seeds"], selection["reading"], toward, settings)
     launch(matrix, dry_run, options)
 
 
@@ -158,17 +131,12 @@ def sweep(
     cpus_per_task: Annotated[int | None, typer.Option(min=1, help="SLURM CPUs per job.")] = None,
     timeout_min: Annotated[int, typer.Option(min=1, help="Time limit of each job.")] = 120,
     wait: Annotated[bool, typer.Option(help="Wait for the jobs to finish.")] = False,
-    *,
-    selection: dict,
-    settings: dict,
-    options: api.RunOptions,
-) -> None:
+    *, selection: dict, settings: dict, options: api.RunOptions,
+) -> None:  # fmt: skip
     """Submit one SLURM job per (experiment, seed) with submitit, as one job array."""
     if executor == Executor.local:
-        raise typer.BadParameter(
-            "runs here at once are `ffbench run --jobs N` now; give it the same rows and options",
-            param_hint="--executor",
-        )
+        raise typer.BadParameter("runs here at once are `ffbench run --jobs N` now; give it the "
+                                 "same rows and options", param_hint="--executor")  # fmt: skip
     matrix = select(selection, settings)
     cluster = api.slurm.SlurmOptions(timeout_min, partition, gpus_per_node, cpus_per_task)
     try:
@@ -199,57 +167,31 @@ def sweep(
 @app.command("study")
 @opt.uses(opt.SELECT.only("seed", "seeds"), opt.SETTINGS.only("epochs", "train_subset"), opt.RUN)
 def run_study(
-    name: Annotated[
-        str,
-        typer.Argument(
-            help="The study: depth, depth_rates, fg_rates, fg_rates_40, ff_best_recipe."
-        ),
-    ],
-    dry_run: opt.DryRun = False,
-    *,
-    selection: dict,
-    settings: dict,
-    options: api.RunOptions,
-) -> None:
+    name: Annotated[str, typer.Argument(help=f"The study: {', '.join(api.studies.STUDIES)}.")],
+    dry_run: opt.DryRun = False, *, selection: dict, settings: dict, options: api.RunOptions,
+) -> None:  # fmt: skip
     """Run a study: each of its rows at each of its points (settings), x seeds; then `ffbench
     table --study NAME` and, for depth, `ffbench figure depth`."""
-    seeds = parse_seeds(selection["seed"], selection["seeds"])
-    launch(planned(api.study, name, seeds, settings), dry_run, options)
+    launch(planned(api.study, name, selection["seeds"], settings), dry_run, options)
 
 
 @app.command("table")
 def show_table(
     runs_dir: opt.RunsDir = Path("runs"),
-    reading: Annotated[
-        str | None, typer.Option("--reading", help="Only runs of this reading (default: all).")
-    ] = None,
-    side: Annotated[
-        bool,
-        typer.Option(
-            "--side-by-side",
-            help="One row per experiment, each reading's result beside the paper's.",
-        ),
-    ] = False,
-    ablated: Annotated[
-        str | None,
-        typer.Option("--ablation", help="One row's runs (`ffbench ablate NAME`) and each change."),
-    ] = None,
-    study: Annotated[
-        str | None,
-        typer.Option(
-            "--study",
-            help="A study's runs (`ffbench study NAME`): rows x points, "
-            "test error % (mean ± std, n).",
-        ),  # fmt: skip
-    ] = None,
-    paper: Annotated[
-        bool, typer.Option("--paper", help="Only the rows of the notes' table.")
-    ] = False,
+    reading: Annotated[str | None, typer.Option(
+        "--reading", help="Only runs of this reading (default: all).")] = None,
+    side: Annotated[bool, typer.Option("--side-by-side", help="One row per experiment, each "
+                    "reading's result beside the paper's.")] = False,
+    ablated: Annotated[str | None, typer.Option(
+        "--ablation", help="One row's runs (`ffbench ablate NAME`) and each change.")] = None,
+    study: Annotated[str | None, typer.Option("--study", help="A study's runs (`ffbench study "
+                     "NAME`): rows x points, test error % (mean ± std, n).")] = None,
+    paper: Annotated[bool, typer.Option("--paper", help="Only the rows of the notes' table.")]
+    = False,
     fmt: opt.Format = formats.TableFormat.rich,
-    output: Annotated[
-        Path | None, typer.Option("--output", help="Write to this file instead of stdout.")
-    ] = None,
-) -> None:
+    output: Annotated[Path | None, typer.Option(
+        "--output", help="Write to this file instead of stdout.")] = None,
+) -> None:  # fmt: skip
     """Aggregate every finished run under the runs dir, beside the paper's numbers."""
     views = [flag for flag, given in (("--side-by-side", side), ("--ablation", ablated),
                                       ("--study", study)) if given]  # fmt: skip
@@ -257,9 +199,8 @@ def show_table(
         raise typer.BadParameter(f"give one of {', '.join(views)}", param_hint=views[1])
     data = fmt in formats.DATA_FORMATS
     if views and data:
-        raise typer.BadParameter(
-            f"{views[0]} prints rich, markdown or latex", param_hint="--format"
-        )
+        raise typer.BadParameter(f"{views[0]} prints rich, markdown or latex",
+                                 param_hint="--format")  # fmt: skip
     view = "data" if data else "side_by_side" if side else "rows"
     try:
         shown = api.table_view(runs_dir, view, reading, paper, ablated, study, warn=warn)
@@ -337,14 +278,10 @@ def benchmark(
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     first = rows[0]
-    out = Table(title=f"ffbench bench on {first['device']}, {reading} reading "
-                      f"(peak {first['peak_gflops']:.0f} GFLOP/s)")  # fmt: skip
     keys = [k for k in first if k not in ("device", "reading", "peak_gflops")]
-    for k in keys:
-        out.add_column(k, justify="right")
-    for r in rows:
-        out.add_row(*(str(r[k]) if isinstance(r[k], int) else f"{r[k]:.3g}" for k in keys))
-    console.print(out)
+    shown = [[str(r[k]) if isinstance(r[k], int) else f"{r[k]:.3g}" for k in keys] for r in rows]
+    show(keys, shown, f"ffbench bench on {first['device']}, {reading} reading "
+         f"(peak {first['peak_gflops']:.0f} GFLOP/s)", right=set(keys))  # fmt: skip
 
 
 app.add_typer(figure_app, name="figure")  # ffbench/cli/figures.py

@@ -35,15 +35,6 @@ DataDir = Annotated[
     ),
 ]
 Format = Annotated[TableFormat, typer.Option("--format", help="Output format.")]
-Names = Annotated[list[str] | None, typer.Argument(help="Experiments to run (see `ffbench list`).")]
-Paper = Annotated[bool, typer.Option("--paper", help="Run every row of the notes' table.")]
-Config = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        help="A TOML file of new rows (README, 'Rows from a file'): all of them, or those named.",
-    ),
-]
 ReadingOpt = Annotated[
     str,
     typer.Option(
@@ -52,20 +43,7 @@ ReadingOpt = Annotated[
         "reproduces the table) or text (the equations as printed); see `ffbench readings`.",
     ),
 ]
-Sets = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        help="Any setting the rows' methods read, KEY=VALUE (repeatable), e.g. --set theta=2 "
-        "--set negatives=other_image; keys: `ffbench readings`, README.",
-    ),
-]
-Seed = Annotated[str | None, typer.Option(help="Seed, or several: 0,3,7 (default 0).")]
-Seeds = Annotated[int | None, typer.Option(min=1, help="Seeds 0..K-1 (instead of --seed).")]
 DeviceOpt = Annotated[Device, typer.Option(help="auto: cuda when available, else cpu.")]
-EvalEvery = Annotated[
-    int, typer.Option(min=0, help="Test accuracy every K epochs (0: after the last only).")
-]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the run matrix; run nothing.")]
 FigureOutput = Annotated[Path | None, typer.Option("--output", help="PNG file to write.")]
 
@@ -115,7 +93,8 @@ def run_options(values: dict) -> api.RunOptions:
 # How runs are done (`ffbench.api.RunOptions`).
 RUN = Group("options", {
     "device": (DeviceOpt, Device.auto),
-    "eval_every": (EvalEvery, 0),
+    "eval_every": (Annotated[int, typer.Option(
+        min=0, help="Test accuracy every K epochs (0: after the last only).")], 0),
     "runs_dir": (RunsDir, Path("runs")),
     "data_dir": (DataDir, None),
     "force": (Annotated[bool, typer.Option("--force", help="Re-run even if a result exists.")],
@@ -128,44 +107,67 @@ RUN = Group("options", {
         min=1, help="Runs at once, each with 1/N of the threads (CPU only).")], 1),
 }, run_options)  # fmt: skip
 
-# Settings with an option of their own (any other setting: --set KEY=VALUE); unset ones are
-# left out, so the row's own value stays.
+# Settings with an option of their own (any other setting: --set KEY=VALUE), typed by the
+# settings schema; unset ones are left out, so the row's own value stays.
+SETTING_HELP = {
+    "epochs": "Epochs (registry: 400).",
+    "train_subset": "Train on the first N samples only.",
+    "batch_start": "Batch size of the first epoch.",
+    "batch_final": "Batch size of the last epoch.",
+    "lr": "Rate at the start batch size (> 0).",
+    "batch_growth": "How the batch grows.",
+    "lr_scaling": "How the rate follows the batch.",
+    "theta": "FF goodness threshold (registry: 2.0).",
+    "stable_loss": "FF: log-sigmoid, or ln(sigmoid) as written.",
+    "layer_order": "FF: per-batch, sequential or greedy layers.",
+    "normalize_input": "FF: L2-normalise the first layer's input too, or feed it the raw image.",
+    "validation": "Hold out N training images (seeded by the run's seed); report their accuracy.",
+}
 SETTINGS = Group("settings", {
-    "epochs": (Annotated[int | None, typer.Option(min=1, help="Epochs (registry: 400).")], None),
-    "train_subset": (Annotated[int | None, typer.Option(
-        min=2, help="Train on the first N samples only.")], None),
-    "batch_start": (Annotated[int | None, typer.Option(
-        min=1, help="Batch size of the first epoch.")], None),
-    "batch_final": (Annotated[int | None, typer.Option(
-        min=1, help="Batch size of the last epoch.")], None),
-    "lr": (Annotated[float | None, typer.Option(help="Rate at the start batch size (> 0).")],
-           None),
-    "batch_growth": (Annotated[api.BatchGrowth | None, typer.Option(
-        help="How the batch grows.")], None),
-    "lr_scaling": (Annotated[api.LrScaling | None, typer.Option(
-        help="How the rate follows the batch.")], None),
-    "theta": (Annotated[float | None, typer.Option(
-        help="FF goodness threshold (registry: 2.0).")], None),
-    "stable_loss": (Annotated[bool | None, typer.Option(
-        "--stable-loss/--literal-loss", help="FF: log-sigmoid, or ln(sigmoid) as written.")],
-        None),
-    "layer_order": (Annotated[api.LayerOrder | None, typer.Option(
-        help="FF: per-batch, sequential or greedy layers.")], None),
-    "normalize_input": (Annotated[bool | None, typer.Option(
-        "--normalize-input/--raw-input",
-        help="FF: L2-normalise the first layer's input too, or feed it the raw image.")], None),
-    "validation": (Annotated[int | None, typer.Option(
-        min=0, help="Hold out N training images (seeded by the run's seed); report their "
-        "accuracy.")], None),
+    key: (Annotated[api.HINTS[key] | None, typer.Option(
+        api.FLAGS[key], min=api.FIELDS[key].metadata.get("at_least"), help=text)], None)
+    for key, text in SETTING_HELP.items()
 }, lambda values: {k: v for k, v in values.items() if v is not None})  # fmt: skip
+
+
+def parse_seeds(seed: str | None, seeds: int | None) -> list[int]:
+    if seeds is not None:
+        if seed is not None:
+            raise typer.BadParameter("give --seed or --seeds, not both", param_hint="--seeds")
+        return list(range(seeds))
+    try:
+        out = [int(s) for s in (seed or "0").split(",")]
+    except ValueError:
+        out = []
+    if not out or min(out) < 0 or len(set(out)) != len(out):
+        raise typer.BadParameter(
+            f"'{seed}' is not a seed list; give distinct integers >= 0 like 0 or 0,3,7",
+            param_hint="--seed",
+        )
+    return out
+
+
+def selection(values: dict) -> dict:
+    """What a command names: the rows, the seeds (a list), the reading, ... (`api.select`)."""
+    out = {k: v or [] if k in ("names", "sets") else v for k, v in values.items()}
+    out["seeds"] = parse_seeds(out.pop("seed"), out.get("seeds"))
+    return out
+
 
 # What to run: rows x seeds (`ffbench.api.select`).
 SELECT = Group("selection", {
-    "names": (Names, None),
-    "paper": (Paper, False),
-    "config": (Config, None),
+    "names": (Annotated[list[str] | None, typer.Argument(
+        help="Experiments to run (see `ffbench list`).")], None),
+    "paper": (Annotated[bool, typer.Option("--paper", help="Run every row of the notes' table.")],
+              False),
+    "config": (Annotated[Path | None, typer.Option("--config", help="A TOML file of new rows "
+               "(README, 'Rows from a file'): all of them, or those named.")], None),
     "reading": (ReadingOpt, api.DEFAULT_READING),
-    "sets": (Sets, None),
-    "seed": (Seed, None),
-    "seeds": (Seeds, None),
-}, dict)  # fmt: skip
+    "sets": (Annotated[list[str] | None, typer.Option("--set", help="Any setting the rows' "
+             "methods read, KEY=VALUE (repeatable), e.g. --set theta=2 --set "
+             "negatives=other_image; keys: `ffbench readings`, README.")], None),
+    "seed": (Annotated[str | None, typer.Option(help="Seed, or several: 0,3,7 (default 0).")],
+             None),
+    "seeds": (Annotated[int | None, typer.Option(
+        min=1, help="Seeds 0..K-1 (instead of --seed).")], None),
+}, selection)  # fmt: skip

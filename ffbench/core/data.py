@@ -64,10 +64,8 @@ def check_raw_files(root: Path) -> list[str]:
         if not path.exists():
             missing.append(name)
         elif (actual := md5sum(path)) != expected:
-            raise DataError(
-                f"{path} is corrupted (md5 {actual}, expected {expected}); "
-                "fix: run `ffbench data --refetch` to fetch it again"
-            )
+            raise DataError(f"{path} is corrupted (md5 {actual}, expected {expected}); "
+                            "fix: run `ffbench data --refetch` to fetch it again")  # fmt: skip
     return missing
 
 
@@ -146,10 +144,8 @@ def fetch(root: Path, refetch: bool = False, log: Callable[[str], None] = print)
         if not missing:
             log(f"MNIST verified in {dest}")
             return dest
-    raise DataError(
-        f"could not fetch MNIST ({'; '.join(failures) or 'md5 mismatch'}); "
-        f"fix: put the raw files {', '.join(missing)} into {dest}"
-    )
+    raise DataError(f"could not fetch MNIST ({'; '.join(failures) or 'md5 mismatch'}); "
+                    f"fix: put the raw files {', '.join(missing)} into {dest}")  # fmt: skip
 
 
 class Pixels(str, Enum):

@@ -101,13 +101,10 @@ class Experiment:
 
 
 def plain(value: object) -> object:
-    return (
-        value.value
-        if isinstance(value, Enum)
-        else list(value)
-        if isinstance(value, tuple)
-        else value
-    )
+    """A setting's value as JSON holds it: an enum by its value, a tuple as a list."""
+    if isinstance(value, Enum):
+        return value.value
+    return list(value) if isinstance(value, tuple) else value
 
 
 # not settings: a row's identity, its reading and where it came from
@@ -156,10 +153,8 @@ def check_setting(key: str, value: object) -> object:
 
 def optional(kind) -> type | None:
     """T for a hint `T | None`, else None."""
-    args = typing.get_args(kind)
-    if isinstance(kind, types.UnionType) and type(None) in args:
-        return next(a for a in args if a is not type(None))
-    return None
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    return args[0] if isinstance(kind, types.UnionType) else None
 
 
 def typed(kind, value: object) -> object:

@@ -41,6 +41,7 @@ class Method:
     name: ClassVar[str]
     reads: ClassVar[frozenset[str]] = LOOP_READS  # the settings it honours; others it never reads
     negatives: ClassVar[tuple[str, ...]] = ()  # the kinds of negative data it can draw
+    losses: ClassVar[tuple] = ()  # the losses it trains, where it reads `loss`
 
     optimizers: list[torch.optim.Optimizer]  # set by __init__; the loop sets their rates
 
@@ -50,6 +51,9 @@ class Method:
         if "negatives" in cls.reads and exp.negatives.value not in cls.negatives:
             return (f"{exp.name} draws no {exp.negatives.value} negatives; "
                     f"--set negatives={' or '.join(cls.negatives)}")  # fmt: skip
+        if "loss" in cls.reads and exp.loss not in cls.losses:
+            return (f"{exp.name} trains no {exp.loss.value} loss; "
+                    f"--set loss={' or '.join(loss.value for loss in cls.losses)}")  # fmt: skip
         return check_optimizer(exp.optimizer, exp.momentum)
 
     @classmethod

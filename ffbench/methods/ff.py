@@ -82,16 +82,7 @@ class FF(Method):
     reads = Method.reads | {"loss", "theta", "stable_loss", "normalize_input", "layer_order",
                             "label_input", "bias", "norm_eps", "goodness", "loss_form",
                             "negatives", "optimizer_scope"}  # fmt: skip
-    negatives = tuple(n.value for n in NEGATIVES)
-
-    @classmethod
-    def check(cls, exp: Experiment) -> str | None:
-        if exp.loss not in FF_LOSSES:
-            losses = ", ".join(loss.value for loss in FF_LOSSES)
-            return (
-                f"{exp.name} trains an FF loss, not {exp.loss.value}; --set loss= one of {losses}"
-            )
-        return super().check(exp)
+    negatives, losses = tuple(n.value for n in NEGATIVES), FF_LOSSES
 
     @classmethod
     def phases(cls, exp: Experiment) -> list[int | None]:

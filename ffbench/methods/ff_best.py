@@ -160,13 +160,7 @@ class FFBest(Method):
 
     name = "ff_best"
     reads = Method.reads | {"loss", "theta", "stable_loss", "negatives"}
-    negatives = (Negatives.hard.value, Negatives.wrong_label.value)
-
-    @classmethod
-    def check(cls, exp: Experiment) -> str | None:
-        if exp.loss not in FF_LOSSES:
-            return f"{exp.name} trains an FF loss, not {exp.loss.value}; --set loss=L0"
-        return super().check(exp)
+    negatives, losses = (Negatives.hard.value, Negatives.wrong_label.value), FF_LOSSES
 
     @classmethod
     def flops_per_sample(cls, exp: Experiment) -> int:
@@ -184,7 +178,7 @@ class FFBest(Method):
         self.sq_train = self.x0_train.square().sum(dim=1)
 
     def readouts(self) -> dict:
-        return {"head": self.predict_head}
+        return {"head": lambda x: self.model.head_logits(self.images(x)).argmax(dim=1)}
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] as the first layer takes them: on the row's pixel scale, label
@@ -246,6 +240,3 @@ class FFBest(Method):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """FF's own prediction: the label with the most goodness above the first layer."""
         return self.model.goodness_per_label(self.images(x)).argmax(dim=1)
-
-    def predict_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.head_logits(self.images(x)).argmax(dim=1)

@@ -25,12 +25,14 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+NUMERIC = {"Epochs", "Rate", "Start", "Final", "n", "Accuracy %", "Paper %"}  # right-justified
+
+
 def rich_table(header: list[str], rows: list[list[str]], title: str, caption: str = "",
-               lines: bool = False) -> Table:  # fmt: skip
+               lines: bool = False, right: set[str] | None = None) -> Table:  # fmt: skip
     out = Table(title=title, caption=caption or None, show_lines=lines)
     for h in header:
-        numeric = h in {"Epochs", "Rate", "Start", "Final", "n", "Accuracy %", "Paper %"}
-        out.add_column(h, justify="right" if numeric else "left")
+        out.add_column(h, justify="right" if h in (right or NUMERIC) else "left")
     for row in rows:
         out.add_row(*row)
     return out

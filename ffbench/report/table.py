@@ -82,39 +82,30 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         timed = g[g.status.isin(["finished", "diverged"])]
         paper = PAPER.get(name)
         first = g.iloc[0]
+        diverged = g.diverged_epoch[g.status == "diverged"].dropna()
         rows.append({
-            "experiment": name,
-            "reading": reading,
-            "overrides": overrides,
-            "optimizer": first.optimizer,
-            "epochs": first.epochs,
-            "rate": first.lr,
-            "batch_start": first.batch_start,
-            "batch_final": first.batch_final,
-            "n": len(g),
-            "diverged": int((g.status == "diverged").sum()),
+            "experiment": name, "reading": reading, "overrides": overrides,
+            "optimizer": first.optimizer, "epochs": first.epochs, "rate": first.lr,
+            "batch_start": first.batch_start, "batch_final": first.batch_final,
+            "n": len(g), "diverged": int((g.status == "diverged").sum()),
             "accuracy": acc.mean() if len(acc) else math.nan,
             "accuracy_std": acc.std(ddof=1) if len(acc) > 1 else math.nan,
             "validation": val.mean() if len(val) else math.nan,
             "validation_std": val.std(ddof=1) if len(val) > 1 else math.nan,
             "time_s": timed.train_seconds.mean() if len(timed) else math.nan,
-            "device": ",".join(sorted(set(g.device))),
-            "device_type": device_type,
+            "device": ",".join(sorted(set(g.device))), "device_type": device_type,
             "paper_accuracy": paper.accuracy if paper else math.nan,
             "paper_time_s": paper.time_s if paper else math.nan,
             "status": _status(g.status),
-            "diverged_epochs": ", ".join(
-                str(int(e)) for e in g.diverged_epoch[g.status == "diverged"].dropna()
-            ),
+            "diverged_epochs": ", ".join(str(int(e)) for e in diverged),
         })  # fmt: skip
     table = pd.DataFrame(rows)
     if table.empty:
         return table
     order = {name: i for i, name in enumerate(PAPER_ROWS)}
     table["_order"] = table.experiment.map(lambda n: order.get(n, len(order)))
-    return table.sort_values(["_order", "experiment", "reading", "overrides"]).drop(
-        columns="_order"
-    )
+    table = table.sort_values(["_order", "experiment", "reading", "overrides"])
+    return table.drop(columns="_order")
 
 
 def _pct(x: float) -> str:

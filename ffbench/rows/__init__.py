@@ -12,7 +12,7 @@ from enum import Enum
 
 from ffbench import methods
 from ffbench.core.names import UnknownName, lookup
-from ffbench.core.settings import FIXED, Experiment, SettingError, check_setting
+from ffbench.core.settings import Experiment, SettingError, check_setting
 from ffbench.rows import readings
 
 REGISTRY: dict[str, Experiment] = {}
@@ -47,24 +47,11 @@ def under(exp: Experiment, reading: str) -> Experiment:
     return reading_of.apply(exp)
 
 
-def reference(exp: Experiment) -> Experiment | None:
-    """The registered row `exp` is measured against: its base (a derived row), else its own
-    name, under its reading; None for a row registered nowhere here."""
-    name = exp.base or exp.name
-    return under(REGISTRY[name], exp.reading) if name in REGISTRY else None
-
-
 def overrides(exp: Experiment) -> dict:
-    """Settings of `exp` that differ from its reference row (`reference`): what the table shows
-    under Overrides, and what tells an ablation's runs apart."""
-    ref = reference(exp)
-    return differences(exp.settings(), ref.settings()) if ref else {}
-
-
-def differences(config: dict, settings: dict) -> dict:
-    """The settings `config` (a run's config.json, or a row's settings) holds otherwise than
-    `settings`."""
-    return {k: config[k] for k, v in settings.items() if k not in FIXED and config[k] != v}
+    """Settings of `exp` that differ from its row as registered (its base's, for a derived row)
+    under its reading: what the table shows under Overrides, and what tells an ablation's runs
+    apart; none for a row registered nowhere here."""
+    return overrides_of(exp.config(), {})
 
 
 def overrides_of(config: dict, recorded: dict | None) -> dict:
@@ -75,17 +62,12 @@ def overrides_of(config: dict, recorded: dict | None) -> dict:
     name = config["base"] or config["name"]
     if name not in REGISTRY or config["reading"] not in readings.READINGS:
         return recorded or {}
-    return differences(config, under(REGISTRY[name], config["reading"]).settings())
+    row = under(REGISTRY[name], config["reading"]).settings()
+    return {k: config[k] for k, v in row.items() if config[k] != v}
 
 
-def derive(
-    name: str,
-    base: str,
-    reading: str,
-    settings: dict,
-    source: str = "python",
-    description: str = "",
-) -> Experiment:
+def derive(name: str, base: str, reading: str, settings: dict, source: str = "python",
+           description: str = "") -> Experiment:  # fmt: skip
     """A new row: the registered row `base` under `reading` with `settings` changed (typed and
     checked: each must be read by the row's method). It keeps its reading: readings apply to
     registered rows only."""
@@ -117,5 +99,3 @@ def unread(subject: str, key: str, shown: str | None = None) -> str:
 from ffbench.rows import paper  # noqa: E402, F401
 from ffbench.rows import beyond  # noqa: E402, F401
 # isort: on
-
-BUILTIN = frozenset(REGISTRY)  # the package's own rows; a notebook may register more

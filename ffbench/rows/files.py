@@ -1,16 +1,7 @@
-"""Rows from a TOML file (`ffbench run --config my_rows.toml`): a researcher's new rows without an
-edit of the package. One table per row, its header the row's name:
-
-    [adj_FFA0_1_theta2]
-    base = "adj_FFA0_1"      # a registered row (`ffbench list`)
-    reading = "code"         # optional: the command's --reading
-    description = "..."      # optional
-    theta = 2.0              # any setting its method reads, typed as TOML values
-    sizes = [784, 1000, 10]
-
-Each row is `ffbench.rows.derive`d: its config.json records `base` and `source` (this file), and
-the table shows the settings that differ from its base as its overrides.
-"""
+"""Rows from a TOML file (`ffbench run --config my_rows.toml`, README 'Rows from a file'): one
+table per row, its header the row's name, with `base = "ROW"` (a registered row), optionally
+`reading` and `description`, and any setting its method reads as TOML values. Each row is
+`ffbench.rows.derive`d: its config.json records `base` and `source` (this file)."""
 
 from __future__ import annotations
 

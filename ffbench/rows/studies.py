@@ -73,69 +73,51 @@ def get(name: str) -> Study:
     return lookup(STUDIES, name, UnknownStudy)
 
 
-register(
-    Study(
-        "depth",
-        "backprop and forward gradients (weight, activity, local losses) as the MLP deepens: "
-        "L = 1, 2, 4, 8 hidden layers of 256, and L = 4 of 1024 (second seed; Ren et al. 2023)",
-        DEPTH_ROWS,
-        tuple((("sizes", mlp(depth)),) for depth in (1, 2, 4, 8)) + ((("sizes", mlp(4, 1024)),),),
-    )
-)
-register(
-    Study(
-        "depth_rates",
-        "the depth study's rates, chosen on validation accuracy: each row at L = 4 with Adam "
-        "rates 1e-4 .. 3e-3 (and 1e-5, 3e-5 for weight perturbation's long steps)",
-        DEPTH_ROWS,
-        tuple((("sizes", mlp(4)), ("lr", lr)) for lr in (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)),
-        column="validation_error",
-    )
-)
+register(Study(
+    "depth",
+    "backprop and forward gradients (weight, activity, local losses) as the MLP deepens: "
+    "L = 1, 2, 4, 8 hidden layers of 256, and L = 4 of 1024 (second seed; Ren et al. 2023)",
+    DEPTH_ROWS,
+    tuple((("sizes", mlp(depth)),) for depth in (1, 2, 4, 8)) + ((("sizes", mlp(4, 1024)),),),
+))  # fmt: skip
+register(Study(
+    "depth_rates",
+    "the depth study's rates, chosen on validation accuracy: each row at L = 4 with Adam "
+    "rates 1e-4 .. 3e-3 (and 1e-5, 3e-5 for weight perturbation's long steps)",
+    DEPTH_ROWS,
+    tuple((("sizes", mlp(4)), ("lr", lr)) for lr in (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)),
+    column="validation_error",
+))  # fmt: skip
 
-# The forward-gradient rows' rates, chosen on validation at the rows' own budget: their 400
-# epochs of DNN_base's schedule with 10,000 training images held out, rates 1e-4 .. 3e-2.
-# (Chosen at 40 epochs of the same schedule, `fg_rates_40`, each row's rate was one that loses at
-# 400: the batch grows ten times faster there, so it takes a tenth of the small-batch steps.)
-register(
-    Study(
-        "fg_rates",
-        "the forward-gradient rows' rates on validation: their 400 epochs, rates 1e-4 .. 3e-2",
-        ("FG_weight", "FG_activity", "FG_local"),
-        tuple((("validation", 10000), ("lr", lr)) for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
-        column="validation_error",
-    )
-)
-register(
-    Study(
-        "fg_rates_40",
-        "fg_rates at a tenth of the budget (40 epochs of the same schedule), where each row "
-        "chooses the rate that loses at 400",
-        ("FG_weight", "FG_activity", "FG_local"),
-        tuple(
-            (("validation", 10000), ("epochs", 40), ("lr", lr)) for lr in (1e-4, 3e-4, 1e-3, 3e-3)
-        ),
-        column="validation_error",
-    )
-)
+# The forward-gradient rows' rates, chosen on validation at the rows' own budget (their 400
+# epochs of DNN_base's schedule, 10,000 training images held out), and at a tenth of it.
+FG_ROWS = ("FG_weight", "FG_activity", "FG_local")
+register(Study(
+    "fg_rates",
+    "the forward-gradient rows' rates on validation: their 400 epochs, rates 1e-4 .. 3e-2",
+    FG_ROWS,
+    tuple((("validation", 10000), ("lr", lr)) for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
+    column="validation_error",
+))  # fmt: skip
+register(Study(
+    "fg_rates_40",
+    "fg_rates at a tenth of the budget (40 epochs of the same schedule), where each row "
+    "chooses the rate that loses at 400",
+    FG_ROWS,
+    tuple((("validation", 10000), ("epochs", 40), ("lr", lr)) for lr in (1e-4, 3e-4, 1e-3, 3e-3)),
+    column="validation_error",
+))  # fmt: skip
 
-# FF_best's recipe, chosen again on validation (its first choices were made on short runs scored
-# on the test set): each point changes one choice of the recipe at a budget of 30 epochs, with
-# 10,000 training images held out. The registered FF_best keeps what validation supports.
+# FF_best's recipe on validation: each point changes one choice of the recipe, at a budget of 30
+# epochs with 10,000 training images held out.
 FF_BEST_BUDGET = (("validation", 10000), ("epochs", 30))
-register(
-    Study(
-        "ff_best_recipe",
-        "FF_best's choices on validation, one at a time, 30 epochs: the recipe as registered; "
-        "standardised pixels; uniform wrong labels as negatives; rates 3e-4 and 3e-3",
-        ("FF_best",),
-        (
-            FF_BEST_BUDGET,
-            FF_BEST_BUDGET + (("pixels", "standard"),),
-            FF_BEST_BUDGET + (("negatives", "wrong_label"),),
-            FF_BEST_BUDGET + (("lr", 3e-4),),
-            FF_BEST_BUDGET + (("lr", 3e-3),),
-        ),  # fmt: skip
-        column="validation_error",
-    )
-)
+register(Study(
+    "ff_best_recipe",
+    "FF_best's choices on validation, one at a time, 30 epochs: the recipe as registered; "
+    "standardised pixels; uniform wrong labels as negatives; rates 3e-4 and 3e-3",
+    ("FF_best",),
+    (FF_BEST_BUDGET, FF_BEST_BUDGET + (("pixels", "standard"),),
+     FF_BEST_BUDGET + (("negatives", "wrong_label"),), FF_BEST_BUDGET + (("lr", 3e-4),),
+     FF_BEST_BUDGET + (("lr", 3e-3),)),
+    column="validation_error",
+))  # fmt: skip

@@ -19,14 +19,9 @@ from ffbench.core.models import label_ready, overlay_label
 from ffbench.methods.backprop import Backprop
 from ffbench.methods.ff import FF, ReferenceFF
 from ffbench.rows import get, under
-from ffbench.runner.loop import flush_denormals
+from ffbench.runner.loop import flush_denormals, sync
 
 EPOCH_SAMPLES = 60000
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(fn: Callable[[], object], device: torch.device, repeat: int = 1) -> float:
@@ -34,10 +29,10 @@ def timed(fn: Callable[[], object], device: torch.device, repeat: int = 1) -> fl
     fn()
     best = float("inf")
     for _ in range(repeat):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         best = min(best, time.perf_counter() - start)
     return best
 

@@ -5,18 +5,15 @@ display and one line per run that ends."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import multiprocessing
 import os
 import queue
 import signal
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from ffbench import methods, rows
 from ffbench.core import data as mnist
@@ -25,7 +22,7 @@ from ffbench.core.schedules import batch_slices, schedule
 from ffbench.core.settings import Experiment
 from ffbench.runner import RunOptions
 from ffbench.runner.plan import BadRequest, Matrix, run_labels
-from ffbench.runner.progress import EpochProgress
+from ffbench.runner.progress import EpochProgress, Screen
 from ffbench.runner.store import (
     Outcome,
     ResumeRefused,
@@ -44,29 +41,6 @@ class LaunchError(Exception):
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
         self.code = code
-
-
-@dataclass
-class Screen:
-    """Where progress and results go (`out`) and where errors go (`err`)."""
-
-    out: Console
-    err: Console
-
-    def report(self, label: str, out: Outcome, how: str = "") -> None:
-        """One line for a run that ended (or was already done), and why it failed."""
-        r = out.result
-        what = "already done (use --force to re-run)" if out.skipped else r["status"]
-        acc = r["test_accuracy"]
-        acc_text = "NAN" if math.isnan(acc) else f"{acc:.4f}"
-        self.out.print(
-            f"{label}: {how}{what}, test accuracy {acc_text}, "
-            f"train {r.get('train_seconds', math.nan):.1f} s -> {out.path}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        if r["status"] == "failed":
-            self.err.print(f"[red]{label} failed:[/] {r.get('error')}", highlight=False)
 
 
 def device_of(device: str) -> torch.device:
@@ -97,10 +71,8 @@ def run_matrix(matrix: Matrix, options: RunOptions, screen: Screen) -> list[Outc
     Raises BadRequest before anything is written, LaunchError when a run cannot go on."""
     dev = resolve_device(options.device)
     if options.jobs > 1 and dev.type == "cuda":
-        raise BadRequest(
-            "runs at once would share one GPU; use --jobs 1, or `ffbench sweep` on a cluster",
-            "--jobs",
-        )
+        raise BadRequest("runs at once would share one GPU; use --jobs 1, or `ffbench sweep` on "
+                         "a cluster", "--jobs")  # fmt: skip
     writable(options.runs_dir)
     data_dir = Path(options.data_dir or mnist.default_data_dir()).resolve()
     options = dataclasses.replace(options, data_dir=data_dir, device=dev.type)
@@ -164,11 +136,8 @@ def run_parallel(ui: Screen, matrix: Matrix, options: RunOptions) -> list[Outcom
                 ui.err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             except Exception as e:  # the worker itself died (killed, out of memory)
                 out = _failed(exp, seed, dev, options, f"its worker failed: {e!r}")
-                ui.err.print(
-                    f"[bold red]error:[/] {label}: its worker failed: {e!r}; "
-                    "`ffbench run ... --resume` continues it",
-                    highlight=False,
-                )
+                ui.err.print(f"[bold red]error:[/] {label}: its worker failed: {e!r}; `ffbench "
+                             "run ... --resume` continues it", highlight=False)  # fmt: skip
             else:
                 ui.report(label, out)
             outcomes[exp, seed] = out
@@ -267,12 +236,9 @@ def run_pool(
     pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker,
                                initargs=(threads, events, stop))  # fmt: skip
     try:
-        pending = {
-            pool.submit(
-                _pool_job, exp, seed, rows.overrides(exp), methods.get(exp.method), options
-            ): (exp, seed)  # fmt: skip
-            for exp, seed in longest_first(matrix)
-        }
+        pending = {pool.submit(_pool_job, exp, seed, rows.overrides(exp),
+                               methods.get(exp.method), options): (exp, seed)
+                   for exp, seed in longest_first(matrix)}  # fmt: skip
         while pending:
             done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             _drain(events, on_epoch)

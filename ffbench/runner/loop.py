@@ -55,7 +55,7 @@ def accuracy(predict, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct / len(x)
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -98,10 +98,8 @@ def train(
     """
     where = data.x_train.device.type
     if where != device.type:
-        raise ValueError(
-            f"the data is on {where}, training on {device.type}; load it with "
-            "ffbench.data.load(root, device) for the device it trains on"
-        )
+        raise ValueError(f"the data is on {where}, training on {device.type}; load it with "
+                         "ffbench.data.load(root, device) for the device it trains on")  # fmt: skip
     if exp.validation:
         data = hold_out(data, exp.validation, seed)
     flush_denormals()
@@ -131,7 +129,7 @@ def train(
             for opt in trainer.optimizers:
                 for group in opt.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             loss = trainer.train_epoch(phase, batch, gen)
             finite = torch.stack([loss.isfinite()] + [p.isfinite().all() for p in params]).all()
@@ -153,13 +151,8 @@ def train(
             for name, (predict, x, y) in scored.items():
                 record[f"{name}_accuracy"] = accuracy(predict, x, y) if evaluate else math.nan
             records.append(record)
-            if (
-                ok
-                and checkpoint
-                and checkpoint_every
-                and epoch % checkpoint_every == 0
-                and not last
-            ):
+            due = checkpoint_every and epoch % checkpoint_every == 0
+            if ok and checkpoint and due and not last:
                 checkpoint({
                     "epoch": epoch, "seconds": seconds, "records": records,
                     "generator": gen.get_state(), "method": state_of(trainer),

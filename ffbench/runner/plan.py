@@ -76,15 +76,13 @@ def plan(
 def check(exp: Experiment) -> Experiment:
     """`exp`, or BadRequest naming why it cannot be trained as set and the fix."""
     if exp.batch_final < exp.batch_start:
-        raise BadRequest(
-            f"the final batch ({exp.batch_final}) is smaller than the start batch "
-            f"({exp.batch_start}); pass --batch-final >= --batch-start", "--batch-final",
-        )  # fmt: skip
+        raise BadRequest(f"the final batch ({exp.batch_final}) is smaller than the start batch "
+                         f"({exp.batch_start}); pass --batch-final >= --batch-start",
+                         "--batch-final")  # fmt: skip
     if exp.validation >= (exp.train_subset or FULL_TRAIN):
-        raise BadRequest(
-            f"--validation {exp.validation} leaves no training images of "
-            f"{exp.train_subset or FULL_TRAIN}; hold out fewer", "--validation",
-        )  # fmt: skip
+        n = exp.train_subset or FULL_TRAIN
+        raise BadRequest(f"--validation {exp.validation} leaves no training images of {n}; "
+                         "hold out fewer", "--validation")  # fmt: skip
     if why := methods.get(exp.method).check(exp):
         raise BadRequest(why, "--set")
     return exp
@@ -96,11 +94,9 @@ def ablation(matrix: Matrix, toward: str) -> Matrix:
     check_reading(toward)
     exp = matrix[0][0]
     if exp.name not in rows.PAPER_ROWS or exp.base is not None:
-        raise BadRequest(
-            f"{exp.name} is not a row of the notes' table, and readings apply to "
-            f"those only; ablate one of {', '.join(rows.PAPER_ROWS)}",
-            "NAME",
-        )
+        raise BadRequest(f"{exp.name} is not a row of the notes' table, and readings apply to "
+                         f"those only; ablate one of {', '.join(rows.PAPER_ROWS)}",
+                         "NAME")  # fmt: skip
     flipped = [check(dataclasses.replace(exp, **{sw.name: value}))
                for sw, value in readings.flips(exp, toward)]  # fmt: skip
     if not flipped:

@@ -1,14 +1,18 @@
-"""Progress over epochs: a rich bar on a terminal or in a notebook, one plain line per epoch
-otherwise (logs, CI)."""
+"""What a run shows while it goes and when it ends: progress over epochs (a rich bar on a
+terminal or in a notebook, one plain line per epoch otherwise: logs, CI), and one line per run
+that ends."""
 
 from __future__ import annotations
 
 import importlib.util
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ffbench.runner.store import Outcome
 
 
 def describe(record: dict) -> str:
@@ -72,3 +76,23 @@ class EpochProgress:
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+@dataclass
+class Screen:
+    """Where progress and results go (`out`) and where errors go (`err`)."""
+
+    out: Console
+    err: Console
+
+    def report(self, label: str, out: Outcome, how: str = "") -> None:
+        """One line for a run that ended (or was already done), and why it failed."""
+        r = out.result
+        what = "already done (use --force to re-run)" if out.skipped else r["status"]
+        acc = r["test_accuracy"]
+        acc_text = "NAN" if math.isnan(acc) else f"{acc:.4f}"
+        self.out.print(f"{label}: {how}{what}, test accuracy {acc_text}, "
+                       f"train {r.get('train_seconds', math.nan):.1f} s -> {out.path}",
+                       highlight=False, soft_wrap=True)  # fmt: skip
+        if r["status"] == "failed":
+            self.err.print(f"[red]{label} failed:[/] {r.get('error')}", highlight=False)

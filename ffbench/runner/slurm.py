@@ -77,13 +77,9 @@ def make_executor(folder: Path, slurm: SlurmOptions) -> submitit.Executor:
     import submitit
 
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-    params = {"timeout_min": slurm.timeout_min, "gpus_per_node": slurm.gpus_per_node,
-              "name": "ffbench"}  # fmt: skip
-    if slurm.partition:
-        params["slurm_partition"] = slurm.partition
-    if slurm.cpus_per_task:
-        params["cpus_per_task"] = slurm.cpus_per_task
-    executor.update_parameters(**params)
+    given = {"slurm_partition": slurm.partition, "cpus_per_task": slurm.cpus_per_task}
+    executor.update_parameters(timeout_min=slurm.timeout_min, gpus_per_node=slurm.gpus_per_node,
+                               name="ffbench", **{k: v for k, v in given.items() if v})  # fmt: skip
     return executor
 
 
@@ -105,10 +101,8 @@ def submit(matrix: Matrix, options: RunOptions, slurm: SlurmOptions, log=print) 
         return ex.map_array(cluster_job, *map(list, zip(*args, strict=True)))
     except Exception as e:  # sbatch missing, refused, or no cluster configured
         why = " ".join(str(e).split())[:300]
-        raise SweepError(
-            f"submitting the jobs failed: {why}; check that `sbatch` works here "
-            "(`sinfo` answers), or use `ffbench run --jobs N`"
-        ) from None
+        raise SweepError(f"submitting the jobs failed: {why}; check that `sbatch` works here "
+                         "(`sinfo` answers), or use `ffbench run --jobs N`") from None  # fmt: skip
 
 
 def wait_for(matrix: Matrix, jobs: list, runs_dir: Path) -> Iterator[tuple[str, Outcome | str]]:
@@ -125,9 +119,7 @@ def wait_for(matrix: Matrix, jobs: list, runs_dir: Path) -> Iterator[tuple[str, 
             why = next((line.split(": ", 1)[-1] for line in reversed(lines)
                         if "JobInterrupted" in line), lines[0])[:200]  # fmt: skip
             state = job.state if hasattr(job, "state") else "FAILED"
-            message = (
-                f"{label}: job {job.job_id} ended {state} without a result ({why}); its run "
-                f"under {runs_dir / exp.reading / exp.name} is kept: the same sweep with "
-                f"--resume finishes it (job log: {job.paths.stderr})"
-            )
-            yield label, message
+            where, log = runs_dir / exp.reading / exp.name, job.paths.stderr
+            yield label, (f"{label}: job {job.job_id} ended {state} without a result ({why}); "
+                          f"its run under {where} is kept: the same sweep with --resume "
+                          f"finishes it (job log: {log})")  # fmt: skip

@@ -102,9 +102,8 @@ def write_metrics(path: Path, records: list[dict]) -> None:
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for r in records:
-        writer.writerow(
-            {k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
-        )
+        writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v
+                         for k, v in r.items()})  # fmt: skip
     write_atomic(path, out.getvalue())
 
 
@@ -117,9 +116,8 @@ def check_writable(runs_dir: Path) -> None:
         probe.mkdir()
         probe.rmdir()
     except OSError as e:
-        raise OSError(
-            f"runs dir {runs_dir} is not writable ({e.strerror}); fix: pass --runs-dir"
-        ) from e
+        raise OSError(f"runs dir {runs_dir} is not writable ({e.strerror}); fix: pass "
+                      "--runs-dir") from e  # fmt: skip
 
 
 def _holder(path: Path) -> dict | None:
@@ -169,9 +167,8 @@ def claim(path: Path, force: bool, resume: bool = False) -> tuple[bool, Path | N
         try:
             os.mkdir(path)
         except FileExistsError:  # another process took it in between; the old run stays aside
-            raise RunTaken(
-                f"run {path} was taken by another process; pick another --seed"
-            ) from None
+            raise RunTaken(f"run {path} was taken by another process; pick another "
+                           "--seed") from None  # fmt: skip
     write_json(path / LOCK, {"pid": os.getpid(), "host": socket.gethostname()})
     return True, aside
 
@@ -197,13 +194,8 @@ def run_state(path: Path) -> str:
 
 def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(
-            ["git", *args],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
+        out = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=10)  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -224,19 +216,13 @@ def device_name(device: torch.device) -> str:
 
 def environment(device: torch.device) -> dict:
     sha = _git("rev-parse", "HEAD")
-    return {
-        "ffbench": __version__,
-        "git_sha": sha,
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")) if sha else None,
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda if device.type == "cuda" else None,
-        "python": platform.python_version(),
-        "device": str(device),
-        "device_name": device_name(device),
-        "threads": torch.get_num_threads(),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-    }
+    return {"ffbench": __version__, "git_sha": sha,
+            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")) if sha
+            else None, "torch": torch.__version__,
+            "cuda": torch.version.cuda if device.type == "cuda" else None,
+            "python": platform.python_version(), "device": str(device),
+            "device_name": device_name(device), "threads": torch.get_num_threads(),
+            "host": socket.gethostname(), "platform": platform.platform()}  # fmt: skip
 
 
 @dataclass
@@ -326,16 +312,10 @@ def execute(
                                                   {**st, "device_type": device.type}),
             checkpoint_every=options.checkpoint_every, resume=state, method=method,
         )  # fmt: skip
-        result = {
-            **base,
-            "status": trained.status,
-            "test_accuracy": trained.test_accuracy,
-            "train_seconds": trained.train_seconds,
-            "epochs": exp.epochs,
-            "epochs_run": trained.epochs_run,
-            "diverged_epoch": trained.diverged_epoch,
-            "resumed_from_epoch": state["epoch"] if state else None,
-        }
+        result = {**base, "status": trained.status, "test_accuracy": trained.test_accuracy,
+                  "train_seconds": trained.train_seconds, "epochs": exp.epochs,
+                  "epochs_run": trained.epochs_run, "diverged_epoch": trained.diverged_epoch,
+                  "resumed_from_epoch": state["epoch"] if state else None}  # fmt: skip
         if exp.validation:
             result["validation_accuracy"] = trained.validation_accuracy
         if trained.readouts:  # a second prediction of the same run (FF_best's head)
