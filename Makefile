@@ -16,7 +16,7 @@ TOWARD ?= text
 EPOCHS_FLAG := $(if $(EPOCHS),--epochs $(EPOCHS))
 SEEDS_FLAG := $(if $(SEEDS),--seeds $(SEEDS))
 
-.PHONY: setup data test reproduce ablation beyond depth table clean
+.PHONY: setup data test reproduce ablation beyond depth table report clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,12 @@ depth: data
 
 table: setup
 	$(BIN)/ffbench table --runs-dir $(RUNS)
+
+# The report of a runs directory from its files alone (report.md, report.html, report/), by
+# default the committed one of runs/reference (tests/test_report.py holds it to the runs).
+REPORT ?= runs/reference
+report: setup
+	$(BIN)/ffbench report --runs-dir $(REPORT)
 
 # Removes the venv and caches; run directories are results and are kept.
 clean:

@@ -30,7 +30,8 @@ from ffbench.core.settings import (
     settings_text,
 )
 from ffbench.methods import Method
-from ffbench.report import table as report
+from ffbench.report import document
+from ffbench.report import table as tables
 from ffbench.report.studies import study_table
 from ffbench.rows import PAPER_ROWS, REGISTRY, UnknownExperiment, derive, readings, studies
 from ffbench.rows.files import ConfigError, load_rows
@@ -214,7 +215,7 @@ def load_runs(runs_dir: Path | str = "runs", warn=print) -> pd.DataFrame:
     if not Path(runs_dir).is_dir():
         raise BadRequest(f"runs dir {runs_dir} does not exist; run `ffbench run NAME` or pass "
                          "--runs-dir", "--runs-dir")  # fmt: skip
-    return report.load_runs(Path(runs_dir), warn)
+    return tables.load_runs(Path(runs_dir), warn)
 
 
 def table(runs_dir: Path | str = "runs", reading: str | None = None) -> pd.DataFrame:
@@ -224,10 +225,10 @@ def table(runs_dir: Path | str = "runs", reading: str | None = None) -> pd.DataF
     if reading is not None:
         check_reading(reading)
         runs = runs[runs.reading == reading]
-    return report.aggregate(runs)
+    return tables.aggregate(runs)
 
 
-VIEWS = {"rows": report.display_rows, "side_by_side": report.side_by_side}
+VIEWS = {"rows": tables.display_rows, "side_by_side": tables.side_by_side}
 
 
 def table_view(runs_dir: Path | str = "runs", view: str = "rows", reading: str | None = None,
@@ -252,10 +253,22 @@ def table_view(runs_dir: Path | str = "runs", view: str = "rows", reading: str |
     if runs.empty:
         return None
     if ablated:  # aggregates that row's runs itself
-        return (title, *report.ablation(runs, ablated))
+        return (title, *tables.ablation(runs, ablated))
     if view == "data":
-        return report.aggregate(runs)
-    return (title, *VIEWS[view](report.aggregate(runs)))
+        return tables.aggregate(runs)
+    return (title, *VIEWS[view](tables.aggregate(runs)))
+
+
+def report(runs_dir: Path | str = "runs", output: Path | str | None = None) -> tuple[list, list]:
+    """Write the report of `runs_dir` (report.md, report/*.png, report.html) into `output`
+    (default: `runs_dir`) from its files alone; the files written and the sections left out."""
+    if not Path(runs_dir).is_dir() or not any(Path(runs_dir).rglob("result.json")):
+        raise BadRequest(f"{runs_dir} holds no runs; run `ffbench run NAME` (or `make "
+                         "reproduce`) first, or pass --runs-dir", "--runs-dir")  # fmt: skip
+    try:
+        return document.write(Path(runs_dir), Path(output or runs_dir))
+    except ValueError as e:  # no finished run among them
+        raise BadRequest(str(e), "--runs-dir") from None
 
 
 def readings_table() -> tuple[list[str], list[list[str]], str]:

@@ -227,6 +227,25 @@ def show_table(
     emit(buffer.getvalue(), output)
 
 
+@app.command("report")
+def write_report(
+    runs_dir: opt.RunsDir = Path("runs"),
+    output: Annotated[Path | None, typer.Option(
+        "--output", help="Folder of report.md, report.html and report/ (default: the runs dir).")]
+    = None,
+) -> None:  # fmt: skip
+    """The report of a runs directory from its files alone: Markdown and a self-contained HTML
+    page, its tables and figures."""
+    try:
+        written, left_out = api.report(runs_dir, output)
+    except api.BadRequest as e:
+        raise asked(e) from None
+    console.print(f"wrote {written[-2]} and {written[-1]} ({len(written) - 2} figures)",
+                  highlight=False)  # fmt: skip
+    if left_out:
+        err.print(f"left out: {'; '.join(left_out)}", highlight=False, soft_wrap=True)
+
+
 def emit(text: str, output: Path | None) -> None:
     """`text` to stdout, or written whole to `output` (tmp + rename)."""
     if output is None:

@@ -108,10 +108,11 @@ def loss_scale(losses: pd.Series) -> str:
     return "log" if positive and losses.max() / losses.min() > 1e3 else "linear"
 
 
-def ablation_figure(runs: pd.DataFrame, name: str, reading: str, path: Path) -> Path:
+def ablation_figure(runs: pd.DataFrame, name: str, reading: str, path: Path | None):
     """`ffbench ablate`'s runs of one row under one reading: each flipped switch's change in
     test accuracy against the unflipped runs of the same seeds, beside the unflipped runs' own
-    spread over seeds (one standard deviation either side of 0)."""
+    spread over seeds (one standard deviation either side of 0). Saved to `path`, or returned
+    as a figure where `path` is None."""
     table = ablation_changes(runs, name)
     table = table[table.reading == reading]
     base, flips = table[table.overrides == ""], table[table.overrides != ""]
@@ -139,7 +140,7 @@ def ablation_figure(runs: pd.DataFrame, name: str, reading: str, path: Path) -> 
            title=f"{name}, {reading} reading ({base.accuracy.iloc[0]:.2f} %, n={base.n.iloc[0]}): "
            "one switch flipped at a time")  # fmt: skip
     ax.grid(axis="x", alpha=0.3)
-    return save(fig, path)
+    return fig if path is None else save(fig, path)
 
 
 def random_cosines(n: int, samples: int, gen: torch.Generator) -> torch.Tensor:
