@@ -12,12 +12,14 @@ command line, which is a thin layer over these functions.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from torch import device as torch_device
 
 from ffbench import methods, rows
 from ffbench.core import data as mnist
@@ -41,7 +43,15 @@ from ffbench.runner.bench import bench
 from ffbench.runner.local import LaunchError, resolve_device, run_matrix
 from ffbench.runner.plan import FLAGS, BadRequest, Matrix, ablation, check_reading, plan
 from ffbench.runner.progress import Screen
-from ffbench.runner.store import Outcome, read_json, run_dir, run_state, write_atomic
+from ffbench.runner.store import (
+    Outcome,
+    environment,
+    read_json,
+    run_dir,
+    run_state,
+    write_atomic,
+    write_json,
+)
 
 DEFAULT_READING, overrides = readings.DEFAULT, rows.overrides
 DEFAULT_OPTIONS, DEFAULT_SLURM = RunOptions(), slurm.SlurmOptions()
@@ -314,6 +324,18 @@ def benchmark(device: str = "auto", batches: Sequence[int] = (3200, 60000),
     dev = resolve_device(device)
     check_reading(reading)
     return bench(load_data(data_dir, dev, log=log), dev, list(batches), reading=reading)
+
+
+def save_bench(rows: list[dict], runs_dir: Path | str) -> Path:
+    """`ffbench bench`'s measurements as RUNS/bench/<time>-<device>-<reading>.json, with the
+    machine they were made on (env.json's fields), for the report's speed section."""
+    device = torch_device(rows[0]["device"])
+    folder = Path(runs_dir) / "bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path = folder / f"{stamp}-{device.type}-{rows[0]['reading']}.json"
+    write_json(path, {"environment": environment(device), "rows": rows})
+    return path
 
 
 def write_text(path: Path, text: str) -> None:

@@ -53,11 +53,16 @@ def test_a_report_of_a_few_runs_has_their_sections_and_names_what_it_left_out(tm
     for reading in ("code", "text"):
         ffbench.run(["DNN_base", "adj_FFA0_1"], seeds=[0, 1], reading=reading, runs_dir=tmp_path,
                     progress=False, epochs=2, train_subset=500, batch_final=50)  # fmt: skip
+    rows = [{"device": "cpu", "reading": "text", "batch": 64, "peak_gflops": 100.0,
+             "dnn_epoch_s": 0.5, "ff_epoch_s": 1.25, "dnn_util": 0.4, "ff_util": 0.5}]  # fmt: skip
+    saved = ffbench.api.save_bench(rows, tmp_path)
+    assert saved.parent == tmp_path / "bench" and saved.name.endswith("-cpu-text.json")
     out = runner.invoke(app, ["report", "--runs-dir", str(tmp_path)])
     assert out.exit_code == 0, out.output
     text = (tmp_path / "report.md").read_text()
-    for title in ("The notes' table, reproduced", "Learning curves", "Training time"):
+    for title in ("The notes' table, reproduced", "Learning curves", "Training time", "Benchmark"):
         assert f"## {title}" in text
+    assert f"| {saved.name} |" in text and "| 64 | 100 | 0.50 | 1.25 |" in text
     assert "## What each switch does" not in text and "left out: ablation" in out.output
     assert "| adj_FFA0_1 | code | 49.80 |" in text  # the paper's number beside our seeds
 

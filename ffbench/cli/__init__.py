@@ -285,7 +285,10 @@ def benchmark(
     fmt: Annotated[BenchFormat, typer.Option("--format", help="Output format.")] = BenchFormat.rich,
     data_dir: opt.DataDir = None,
     reading: opt.ReadingOpt = api.DEFAULT_READING,
-) -> None:
+    save: Annotated[bool, typer.Option("--save", help="Also write the measurements to "
+                    "RUNS/bench/*.json, where `ffbench report` reads them.")] = False,
+    runs_dir: opt.RunsDir = Path("runs"),
+) -> None:  # fmt: skip
     """Training speed against this device's matmul peak, beside a plain reference loop."""
     try:
         rows = api.benchmark(device.value, batch or [3200, 60000], reading, data_dir, err.print)
@@ -293,6 +296,8 @@ def benchmark(
         raise asked(e) from None
     except api.DataError as e:
         fail(str(e))
+    if save:
+        err.print(f"wrote {api.save_bench(rows, runs_dir)}", highlight=False)
     if fmt == BenchFormat.json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return

@@ -256,6 +256,31 @@ def speed(report: Report, runs: pd.DataFrame) -> None:
     report.sections.append(("Training time and machines", text))
 
 
+def benchmarks(report: Report, runs_dir: Path) -> None:
+    """`ffbench bench --save`'s measurements under RUNS/bench/, with the machine of each."""
+    files = sorted((runs_dir / "bench").glob("*.json"))
+    if not files:
+        report.left_out.append("benchmark (no `ffbench bench --save` files under bench/)")
+        return
+    lines = []
+    for path in files:
+        saved = read_json(path)
+        env = saved["environment"]
+        for r in saved["rows"]:
+            speedup = f"{r['ff_speedup']:.2f}" if "ff_speedup" in r else "-"
+            lines.append([path.name, f"{env['device_name']}, {env['threads']} threads",
+                          r["reading"], str(r["batch"]), f"{r['peak_gflops']:.0f}",
+                          f"{r['dnn_epoch_s']:.2f}", f"{r['ff_epoch_s']:.2f}",
+                          f"{r['dnn_util']:.2f}", f"{r['ff_util']:.2f}", speedup])  # fmt: skip
+    header = ["File", "Machine", "Reading", "Batch", "Peak GFLOP/s", "DNN epoch s", "FF epoch s",
+              "DNN of peak", "FF of peak", "FF against the plain loop"]  # fmt: skip
+    text = ("One epoch of 60,000 samples at a constant batch, timed by `ffbench bench` (DNN_base "
+            "and adj_FFA0_1 under the reading; the plain reference loop beside the text "
+            "reading's), against the device's fp32 matmul peak measured in the same "
+            "process.\n\n" + markdown(header, lines))  # fmt: skip
+    report.sections.append(("Benchmark", text))
+
+
 def build(runs_dir: Path) -> Report:
     report, runs = Report(), load_runs(runs_dir, warn=lambda _: None)
     if runs.empty:
@@ -265,6 +290,7 @@ def build(runs_dir: Path) -> Report:
         section(report, runs)
     study_sections(report, runs_dir)
     speed(report, runs)
+    benchmarks(report, Path(runs_dir))
     return report
 
 
