@@ -64,6 +64,7 @@ def wait_for_epoch(proc, epoch):
             "trains no cross_entropy loss; --set loss=L0",
         ),
         (["run", "DNN_base", "--set", "goodness=mean"], "reads goodness (only ff rows do)"),
+        (["run", "FFA0", "--set", "method=backprop", "--theta", "3"], "named reads --theta"),
         (["run", "FG_local", "--theta", "3"], "no experiment named reads --theta"),
         (["run", "DNN_base", "--reading", "cod"], "unknown reading 'cod': did you mean code?"),
         (["run", "DNN_base", "--set", "thetaa=1"], "did you mean theta?"),

@@ -61,7 +61,7 @@ def plan(
     for row in names:
         try:  # a name is the registered row under the reading; an Experiment is taken as is
             exp = row if isinstance(row, Experiment) else rows.under(rows.get(row), reading)
-            method = methods.get(exp.method)
+            method = methods.get(typed.get("method", exp.method))
         except (UnknownExperiment, methods.UnknownMethod) as e:
             raise BadRequest(str(e), "NAMES") from None
         exps.append(check(dataclasses.replace(exp, **{
