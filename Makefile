@@ -76,9 +76,10 @@ table: setup
 
 # The report of a runs directory from its files alone (report.md, report.html, report/), by
 # default the committed one of runs/reference (tests/test_report.py holds it to the runs).
+# The README's headline table is the committed report's, written by the same command.
 REPORT ?= runs/reference
 report: setup
-	$(BIN)/ffbench report --runs-dir $(REPORT)
+	$(BIN)/ffbench report --runs-dir $(REPORT) $(if $(filter runs/reference,$(REPORT)),--readme README.md)
 
 # Removes the venv and caches; run directories are results and are kept.
 clean:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import ffbench
 from ffbench.cli import app
-from ffbench.report.document import bootstrap_ci, place, write
+from ffbench.report.document import HEADLINE, bootstrap_ci, headline_of, place, write
 
 REFERENCE = Path(__file__).parents[1] / "runs" / "reference"
 runner = CliRunner()
@@ -114,3 +114,20 @@ def test_the_report_opens_in_chromium_with_every_figure_and_table(tmp_path):
     html = (REFERENCE / "report.html").as_uri()
     chromium(f"--screenshot={shot}", "--window-size=1280,2400", html, profile=tmp_path / "profile")
     assert shot.stat().st_size > 10_000  # a page was drawn, not a blank one
+
+
+def test_the_readmes_headline_table_is_the_reports():
+    """`make report` writes both; the README's table between its markers is the report's."""
+    readme = (REFERENCE.parents[1] / "README.md").read_text()
+    headline = headline_of(readme)
+    assert headline.startswith("| Experiment | Paper % | code % |")
+    assert headline in (REFERENCE / "report.md").read_text()
+
+
+def test_the_report_writes_the_readmes_headline_table_between_its_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{HEADLINE[0]}old table\n{HEADLINE[1]}\nrest\n")
+    write(REFERENCE, tmp_path / "out", readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith(f"{HEADLINE[1]}\nrest\n")
+    assert headline_of(text) == headline_of((REFERENCE.parents[1] / "README.md").read_text())

@@ -233,11 +233,14 @@ def write_report(
     output: Annotated[Path | None, typer.Option(
         "--output", help="Folder of report.md, report.html and report/ (default: the runs dir).")]
     = None,
+    readme: Annotated[Path | None, typer.Option(
+        "--readme", help="Also write the headline table into this README, between its markers.")]
+    = None,
 ) -> None:  # fmt: skip
     """The report of a runs directory from its files alone: Markdown and a self-contained HTML
     page, its tables and figures."""
     try:
-        written, left_out = api.report(runs_dir, output)
+        written, left_out = api.report(runs_dir, output, readme)
     except api.BadRequest as e:
         raise asked(e) from None
     console.print(f"wrote {written[-2]} and {written[-1]} ({len(written) - 2} figures)",

@@ -49,6 +49,7 @@ class Report:
     sections: list[tuple[str, str]] = field(default_factory=list)  # (title, Markdown)
     figures: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG
     left_out: list[str] = field(default_factory=list)  # "section (why)"
+    headline: str = ""  # the reproduction table, which the README shows too
 
     def figure(self, name: str, fig: plt.Figure, alt: str) -> str:
         """Keep `fig` as report/<name>.png; its Markdown image."""
@@ -118,9 +119,9 @@ def reproduction(report: Report, runs: pd.DataFrame) -> None:
     if plain.empty:
         report.left_out.append("reproduction (no runs of the notes' rows)")
         return
-    header, rows = side_by_side(aggregate(plain))
+    report.headline = markdown(*side_by_side(aggregate(plain)))
     text = f"All runs made with {common}, not the rows' own settings.\n\n" if common else ""
-    text += markdown(header, rows) + "\nEach row's seeds against the paper's number (CPU runs):\n\n"
+    text += report.headline + "\nEach row's seeds against the paper's number (CPU runs):\n\n"
     lines = []
     cpu = plain[plain.device.str.startswith("cpu")]
     for name in PAPER_ROWS:
@@ -294,10 +295,26 @@ def build(runs_dir: Path) -> Report:
     return report
 
 
-def write(runs_dir: Path, output: Path) -> tuple[list[Path], list[str]]:
-    """Write report.md, report/*.png and report.html of `runs_dir` into `output`; the files
-    written and the sections left out."""
+# The README's copy of the headline table lies between these two lines.
+HEADLINE = (
+    "<!-- reproduction-table: ffbench report writes it -->\n",
+    "<!-- /reproduction-table -->",
+)
+
+
+def headline_of(text: str) -> str:
+    """The headline table in a README's `text`: what lies between the HEADLINE markers."""
+    return text[text.index(HEADLINE[0]) + len(HEADLINE[0]) : text.index(HEADLINE[1])]
+
+
+def write(runs_dir: Path, output: Path, readme: Path | None = None) -> tuple[list[Path], list[str]]:
+    """Write report.md, report/*.png and report.html of `runs_dir` into `output` (and the
+    headline table into `readme`, between its markers); the files written and the sections left
+    out."""
     report = build(runs_dir)
+    if readme is not None:
+        text = Path(readme).read_text()
+        write_atomic(Path(readme), text.replace(headline_of(text), report.headline))
     title = f"ffbench report: {Path(runs_dir).resolve().name}"
     (output / "report").mkdir(parents=True, exist_ok=True)
     written = []
