@@ -63,7 +63,11 @@ def test_a_report_of_a_few_runs_has_their_sections_and_names_what_it_left_out(tm
     for title in ("The notes' table, reproduced", "Learning curves", "Training time", "Benchmark"):
         assert f"## {title}" in text
     assert f"| {saved.name} |" in text and "| 64 | 100 | 0.50 | 1.25 |" in text
+    assert "## Test confusion matrices" in text and (tmp_path / "report" / "confusion.png").exists()
     assert "## What each switch does" not in text and "left out: ablation" in out.output
+    result = json.loads(next(tmp_path.glob("code/DNN_base/seed-0-*/result.json")).read_text())
+    counts = np.array(result["confusion"])  # [true label][predicted label] of the test set
+    assert counts.sum() == 10000 and counts.trace() / 10000 == result["test_accuracy"]
     assert "| adj_FFA0_1 | code | 49.80 |" in text  # the paper's number beside our seeds
 
 

@@ -189,6 +189,36 @@ def curves(report: Report, runs: pd.DataFrame) -> None:
     report.sections.append(("Learning curves", report.figure("curves", fig, "learning curves")))
 
 
+def confusions(report: Report, runs: pd.DataFrame) -> None:
+    """The test confusion matrix of each notes' row and reading, summed over the seeds whose
+    runs recorded one (result.json's `confusion`)."""
+    plain = notes_rows(runs)[0]
+    summed: dict[tuple[str, str], np.ndarray] = {}
+    for r in plain[plain.status == "finished"].itertuples():
+        matrix = read_json(Path(r.path) / "result.json").get("confusion")
+        if matrix is not None:
+            key = (r.experiment, r.reading)
+            summed[key] = summed.get(key, 0) + np.array(matrix)
+    if not summed:
+        report.left_out.append("confusion matrices (no run recorded one)")
+        return
+    keys = sorted(summed, key=lambda k: (PAPER_ROWS.index(k[0]), k[1]))
+    cols = min(4, len(keys))
+    lines = -(-len(keys) // cols)
+    fig, axes = plt.subplots(lines, cols, figsize=(3.2 * cols, 3.2 * lines), squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        share = summed[key] / summed[key].sum(axis=1, keepdims=True)
+        ax.imshow(share, vmin=0, vmax=1, cmap="Blues")
+        ax.set(title=f"{key[0]}, {key[1]}", xlabel="predicted label", ylabel="true label",
+               xticks=range(10), yticks=range(10))  # fmt: skip
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.axis("off")
+    fig.suptitle("Test confusion matrices, summed over seeds: where each true label's images went "
+                 "(shares of its row)")  # fmt: skip
+    text = report.figure("confusion", fig, "test confusion matrices")
+    report.sections.append(("Test confusion matrices", text))
+
+
 def ablations(report: Report, runs: pd.DataFrame) -> None:
     """Every row with runs that change its settings under the code reading: each change."""
     switch = rf"({'|'.join(s.name for s in readings.SWITCHES)})=[^ ]+"
@@ -287,7 +317,7 @@ def build(runs_dir: Path) -> Report:
     if runs.empty:
         raise ValueError(f"no finished runs under {runs_dir}; run `ffbench run NAME` first")
     runs = runs.assign(path=runs.path.map(lambda p: str(Path(p))))
-    for section in (reproduction, curves, ablations, beyond):
+    for section in (reproduction, curves, confusions, ablations, beyond):
         section(report, runs)
     study_sections(report, runs_dir)
     speed(report, runs)

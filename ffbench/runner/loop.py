@@ -16,6 +16,7 @@ import torch
 
 from ffbench import methods
 from ffbench.core.data import MNIST, hold_out
+from ffbench.core.models import N_CLASSES
 from ffbench.core.schedules import schedule
 from ffbench.core.settings import Experiment
 from ffbench.methods import Method
@@ -43,16 +44,18 @@ class TrainResult:
     records: list[dict] = field(default_factory=list)
     readouts: dict[str, float] = field(default_factory=dict)  # second predictions' accuracies
     validation_accuracy: float = math.nan  # of the held-out training images (exp.validation)
+    confusion: list[list[int]] | None = None  # test counts, [true label][predicted label]
 
 
 @torch.no_grad()
-def accuracy(predict, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of x whose prediction is y; `predict` maps images to labels."""
-    correct = sum(
-        (predict(x[s : s + EVAL_CHUNK]) == y[s : s + EVAL_CHUNK]).sum().item()
-        for s in range(0, len(x), EVAL_CHUNK)
-    )
-    return correct / len(x)
+def confusion(predict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Counts of (true label, predicted label) over x, a 10 x 10 matrix on the CPU; `predict`
+    maps images to labels."""
+    counts = torch.zeros(N_CLASSES * N_CLASSES, dtype=torch.long, device=y.device)
+    for s in range(0, len(x), EVAL_CHUNK):
+        pairs = y[s : s + EVAL_CHUNK] * N_CLASSES + predict(x[s : s + EVAL_CHUNK])
+        counts += torch.bincount(pairs, minlength=N_CLASSES * N_CLASSES)
+    return counts.reshape(N_CLASSES, N_CLASSES).cpu()
 
 
 def sync(device: torch.device) -> None:
@@ -118,7 +121,7 @@ def train(
         load_state(trainer, resume["method"])
         gen.set_state(resume["generator"])
         records, seconds, done = list(resume["records"]), resume["seconds"], resume["epoch"]
-    phases, readouts = cls.phases(exp), trainer.readouts()
+    phases, readouts, matrix = cls.phases(exp), trainer.readouts(), None
     params = [p for opt in trainer.optimizers for g in opt.param_groups for p in g["params"]]
     epoch = 0
     for phase in phases:
@@ -149,7 +152,11 @@ def train(
                 scored["validation"] = (trainer.predict, data.x_val, data.y_val)
             scored |= {name: (p, data.x_test, data.y_test) for name, p in readouts.items()}
             for name, (predict, x, y) in scored.items():
-                record[f"{name}_accuracy"] = accuracy(predict, x, y) if evaluate else math.nan
+                counts = confusion(predict, x, y) if evaluate else None
+                record[f"{name}_accuracy"] = (
+                    counts.trace().item() / len(x) if evaluate else math.nan
+                )
+                matrix = counts.tolist() if evaluate and name == "test" else matrix
             records.append(record)
             due = checkpoint_every and epoch % checkpoint_every == 0
             if ok and checkpoint and due and not last:
@@ -164,4 +171,4 @@ def train(
     last = records[-1]
     return TrainResult("finished", last["test_accuracy"], seconds, epoch, None, records,
                        {name: last[f"{name}_accuracy"] for name in readouts},
-                       last.get("validation_accuracy", math.nan))  # fmt: skip
+                       last.get("validation_accuracy", math.nan), matrix)  # fmt: skip

@@ -320,6 +320,8 @@ def execute(
             result["validation_accuracy"] = trained.validation_accuracy
         if trained.readouts:  # a second prediction of the same run (FF_best's head)
             result["readouts"] = trained.readouts
+        if trained.confusion is not None:  # the test set's, [true label][predicted label]
+            result["confusion"] = trained.confusion
     except KeyboardInterrupt:
         if aside is not None:  # give back the run this one was replacing
             shutil.rmtree(path)
