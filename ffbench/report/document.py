@@ -254,14 +254,16 @@ def beyond(report: Report, runs: pd.DataFrame) -> None:
 
 def study_sections(report: Report, runs_dir: Path) -> None:
     """Each registered study with runs here: its rows x points table."""
-    text = ""
+    text, without = "", []
     for study in studies.STUDIES.values():
         if study_runs(study, runs_dir).empty:
-            report.left_out.append(f"study {study.name} (no runs at its points)")
+            without.append(study.name)
             continue
         header, rows = study_table(study, runs_dir)
         text += (f"### {study.name}: {study.column.replace('_', ' ')} %\n\n{study.description}."
                  f"\n\n" + markdown(header, rows) + "\n")  # fmt: skip
+    if without:
+        report.left_out.append(f"studies {', '.join(without)} (no runs at their points)")
     if text:
         report.sections.append(("Studies", text))
 
