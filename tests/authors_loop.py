@@ -1,6 +1,6 @@
 """The authors' training loop, written plainly from reading it (pho-ices-ml at d04dcf3:
 core/dojo.py, core/FFA.py, core/FFALayer.py, FFA/FFA.ipynb cell 3), in our words: the structure
-of their loop, not their code. The `code` reading's fast path (ffbench/training.py) is held to it
+of their loop, not their code. The `code` reading's fast path (ffbench/methods/ff.py) is held to it
 in tests/test_readings.py.
 
 Its loop, per epoch: shuffle; for i in range(n // B) take X[i:i+B]; normalise each image, draw a

@@ -80,7 +80,7 @@ class Reading:
     rows: dict = field(default_factory=dict)  # row name -> extra settings of that row only
 
     def apply(self, exp):
-        """`exp`, a row of the notes' table, under this reading (`ffbench.experiment.under`
+        """`exp`, a row of the notes' table, under this reading (`ffbench.rows.under`
         decides which rows a reading applies to)."""
         return dataclasses.replace(exp, reading=self.name, **self.settings,
                                    **self.rows.get(exp.name, {}))  # fmt: skip

@@ -102,7 +102,8 @@ def train(
     where = data.x_train.device.type
     if where != device.type:
         raise ValueError(f"the data is on {where}, training on {device.type}; load it with "
-                         "ffbench.data.load(root, device) for the device it trains on")  # fmt: skip
+                         "ffbench.api.load_data(data_dir, device) for the device it trains "
+                         "on")  # fmt: skip
     if exp.validation:
         data = hold_out(data, exp.validation, seed)
     flush_denormals()
