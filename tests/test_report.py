@@ -135,3 +135,14 @@ def test_the_report_writes_the_readmes_headline_table_between_its_markers(tmp_pa
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith(f"{HEADLINE[1]}\nrest\n")
     assert headline_of(text) == headline_of((REFERENCE.parents[1] / "README.md").read_text())
+
+
+def test_the_readme_is_a_front_door():
+    """At most 250 lines, its first screen what ffbench is and how to run it; the rest lives on
+    the pages beside the report, which the README links."""
+    readme = (REFERENCE.parents[1] / "README.md").read_text().splitlines()
+    assert len(readme) <= 250
+    assert any("make test" in line for line in readme[:40])
+    assert any("make reproduce" in line for line in readme[:40])
+    for page in (REFERENCE / "pages").iterdir():
+        assert f"runs/reference/pages/{page.name}" in "\n".join(readme), page.name
