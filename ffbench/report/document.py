@@ -256,10 +256,11 @@ def study_sections(report: Report, runs_dir: Path) -> None:
     """Each registered study with runs here: its rows x points table."""
     text, without = "", []
     for study in studies.STUDIES.values():
-        if study_runs(study, runs_dir).empty:
+        found = study_runs(study, runs_dir)
+        if found.empty:
             without.append(study.name)
             continue
-        header, rows = study_table(study, runs_dir)
+        header, rows = study_table(study, runs_dir, runs=found)
         text += (f"### {study.name}: {study.column.replace('_', ' ')} %\n\n{study.description}."
                  f"\n\n" + markdown(header, rows) + "\n")  # fmt: skip
     if without:

@@ -49,12 +49,13 @@ def choice(study: Study, runs_dir: Path) -> dict[str, dict]:
     return {row: chosen[row] for row in study.rows if row in chosen}
 
 
-def study_table(
-    study: Study, runs_dir: Path, column: str | None = None
-) -> tuple[list[str], list[list]]:
+def study_table(study: Study, runs_dir: Path, column: str | None = None,
+                runs: pd.DataFrame | None = None) -> tuple[list[str], list[list]]:  # fmt: skip
     """Header and rows: one row per study row, one column per point, each cell the mean ±
-    std over seeds of `column` (default: the study's; percent) and n."""
-    runs, column = study_runs(study, runs_dir), column or study.column
+    std over seeds of `column` (default: the study's; percent) and n. `runs`: the study's runs
+    (`study_runs`) where they are read already."""
+    runs = study_runs(study, runs_dir) if runs is None else runs
+    column = column or study.column
     labels = [point_label(p) for p in study.settings()]
     rows = []
     for name in study.rows:
