@@ -1,4 +1,5 @@
-"""The fault table of the README, one test (or more) per row, through the CLI where it can be."""
+"""The fault table (runs/reference/pages/faults.md), one test (or more) per row, through the CLI
+where it can be."""
 
 import json
 import os

@@ -186,6 +186,12 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def job_of(exp: Experiment, seed: int, options: RunOptions) -> tuple:
+    """What a run in a fresh process needs, computed here where the registries are: its row,
+    seed, overrides, method class and options (`run_job`'s arguments but the log)."""
+    return exp, seed, rows.overrides(exp), methods.get(exp.method), options
+
+
 def _pool_job(exp: Experiment, seed: int, overrides: dict, method, options: RunOptions):
     if _stop.is_set():  # queued before the pool was interrupted: never start it
         raise KeyboardInterrupt
@@ -236,8 +242,7 @@ def run_pool(
     pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker,
                                initargs=(threads, events, stop))  # fmt: skip
     try:
-        pending = {pool.submit(_pool_job, exp, seed, rows.overrides(exp),
-                               methods.get(exp.method), options): (exp, seed)
+        pending = {pool.submit(_pool_job, *job_of(exp, seed, options)): (exp, seed)
                    for exp, seed in longest_first(matrix)}  # fmt: skip
         while pending:
             done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)

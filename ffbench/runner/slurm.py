@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ffbench import methods, rows
 from ffbench.core import data as mnist
 from ffbench.core.settings import Experiment
 from ffbench.runner import RunOptions
-from ffbench.runner.local import run_job, writable
+from ffbench.runner.local import job_of, run_job, writable
 from ffbench.runner.plan import BadRequest, Matrix, run_labels
 from ffbench.runner.store import Outcome
 
@@ -95,8 +94,7 @@ def submit(matrix: Matrix, options: RunOptions, slurm: SlurmOptions, log=print) 
     mnist.fetch(root, log=log)
     options = dataclasses.replace(options, runs_dir=runs, data_dir=root)
     ex = make_executor(runs / ".submitit", slurm)
-    args = [(exp, seed, rows.overrides(exp), methods.get(exp.method), options)
-            for exp, seed in matrix]  # fmt: skip
+    args = [job_of(exp, seed, options) for exp, seed in matrix]
     try:
         return ex.map_array(cluster_job, *map(list, zip(*args, strict=True)))
     except Exception as e:  # sbatch missing, refused, or no cluster configured
