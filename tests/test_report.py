@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 
 import ffbench
 from ffbench.cli import app
-from ffbench.report.document import HEADLINE, bootstrap_ci, headline_of, place, write
+from ffbench.report.commentary import Facts, Missing, bare_numbers, render, templates
+from ffbench.report.document import block_of, bootstrap_ci, build, markers, place, write
+from ffbench.report.table import load_runs
 
 REFERENCE = Path(__file__).parents[1] / "runs" / "reference"
 runner = CliRunner()
@@ -64,7 +66,10 @@ def test_a_report_of_a_few_runs_has_their_sections_and_names_what_it_left_out(tm
         assert f"## {title}" in text
     assert f"| {saved.name} |" in text and "| 64 | 100 | 0.50 | 1.25 |" in text
     assert "## Test confusion matrices" in text and (tmp_path / "report" / "confusion.png").exists()
-    assert "## What each switch does" not in text and "left out: ablation" in out.output
+    assert "## What each switch does" not in text
+    assert "ablation (no `ffbench ablate` runs)" in out.output
+    assert "the commentary on the notes' table, reproduced (no " in out.output
+    assert "### The code reading, row by row" not in text  # it reads runs that are not here
     result = json.loads(next(tmp_path.glob("code/DNN_base/seed-0-*/result.json")).read_text())
     counts = np.array(result["confusion"])  # [true label][predicted label] of the test set
     assert counts.sum() == 10000 and counts.trace() / 10000 == result["test_accuracy"]
@@ -120,21 +125,88 @@ def test_the_report_opens_in_chromium_with_every_figure_and_table(tmp_path):
     assert shot.stat().st_size > 10_000  # a page was drawn, not a blank one
 
 
-def test_the_readmes_headline_table_is_the_reports():
-    """`make report` writes both; the README's table between its markers is the report's."""
+def test_the_readmes_generated_blocks_are_the_reports():
+    """`make report` writes both; the README's table and timing between their markers are the
+    report's."""
     readme = (REFERENCE.parents[1] / "README.md").read_text()
-    headline = headline_of(readme)
-    assert headline.startswith("| Experiment | Paper % | code % |")
-    assert headline in (REFERENCE / "report.md").read_text()
+    report = build(REFERENCE)
+    assert block_of(readme).startswith("| Experiment | Paper % | code % |")
+    assert block_of(readme) == report.readme["reproduction-table"] == report.headline
+    assert block_of(readme) in (REFERENCE / "report.md").read_text()
+    assert block_of(readme, "timing") == report.readme["timing"]
+    assert "minutes of training under the code reading" in report.readme["timing"]
 
 
-def test_the_report_writes_the_readmes_headline_table_between_its_markers(tmp_path):
+def test_the_report_writes_the_readmes_blocks_between_their_markers(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{HEADLINE[0]}old table\n{HEADLINE[1]}\nrest\n")
+    start, end = markers("reproduction-table")
+    readme.write_text(f"intro\n{start}old table\n{end}\nrest\n")
     write(REFERENCE, tmp_path / "out", readme)
     text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith(f"{HEADLINE[1]}\nrest\n")
-    assert headline_of(text) == headline_of((REFERENCE.parents[1] / "README.md").read_text())
+    assert text.startswith("intro\n") and text.endswith(f"{end}\nrest\n")
+    assert block_of(text) == block_of((REFERENCE.parents[1] / "README.md").read_text())
+    readme.write_text(f"{text}{markers('nothing')[0]}{markers('nothing')[1]}\n")
+    with pytest.raises(ValueError, match="block nothing needs runs"):
+        write(REFERENCE, tmp_path / "out", readme)
+
+
+def test_the_commentary_carries_no_bare_number():
+    """Every number in a commentary template is a placeholder filled from the runs, or quoted
+    ({{q VALUE SOURCE}}, {{notes ROW}}); digits elsewhere only in code, citations (eq 3.13,
+    Table 3, core/FFA.py:22) and the epoch, seed, batch or layer a figure is read at."""
+    assert set(templates()) >= {"reproduction", "ablations", "beyond", "studies", "speed"}
+    for name, template in templates().items():
+        assert bare_numbers(template) == [], name
+
+
+def test_a_bare_number_is_found_and_a_placeholder_or_citation_is_not():
+    assert bare_numbers("seed 0 ends at 53.38 %, the figure 1.385") == ["53.38", "1.385"]
+    assert bare_numbers("ends at {{acc adj_FFA0_1 code seed=0}} % (eq 3.13, Table 3)") == []
+    assert bare_numbers("`theta=2.0` (core/FFA.py:32-38, Ren et al. 2023) at epoch 80") == []
+    assert bare_numbers("θ = 2, the 784 pixels") == ["2", "784"]
+
+
+@pytest.fixture(scope="module")
+def facts():
+    runs = load_runs(REFERENCE, warn=lambda _: None)
+    return Facts(runs.assign(path=runs.path.map(lambda p: str(Path(p)))), REFERENCE)
+
+
+def result(pattern):
+    return json.loads(next(REFERENCE.glob(f"{pattern}/result.json")).read_text())
+
+
+def test_the_placeholders_read_the_run_files(facts):
+    seed0 = result("code/adj_FFA0_1/seed-0-cpu-b4f72c4b")
+    assert render("{{acc adj_FFA0_1 code seed=0}}", facts) == f"{100 * seed0['test_accuracy']:.2f}"
+    theta = next(
+        p
+        for p in REFERENCE.glob("code/adj_FFA0_1/seed-0-*")
+        if json.loads((p / "result.json").read_text())["overrides"] == {"theta": 2.0}
+    )
+    flipped = json.loads((theta / "result.json").read_text())["test_accuracy"]
+    change = 100 * (flipped - seed0["test_accuracy"])
+    assert render("{{delta adj_FFA0_1 code seed=0 set=theta=2.0}}", facts) == f"{change:+.2f}"
+    assert render("{{diverged FFA0 code seed=0}}", facts) == str(
+        result("code/FFA0/seed-0-*")["diverged_epoch"]
+    )
+    metrics = (REFERENCE / "code/FFA0/seed-0-cpu-9e9a0807/metrics.csv").read_text().splitlines()
+    margin = float(metrics[266].split(",")[5])  # epoch 266's margin_max (line 0 is the header)
+    assert render("{{at FFA0 code seed=0 col=margin_max epoch=266}}", facts) == f"{margin:.2f}"
+    assert render("{{notes adj_FFA0_1}} {{q 1.448 figure}}", facts) == "*49.80* *1.448*"
+    with pytest.raises(ValueError, match="unknown source"):
+        render("{{q 1.4 a-blog}}", facts)
+    with pytest.raises(ValueError, match="unknown placeholder"):
+        render("{{accuracy FFA0 code}}", facts)
+    with pytest.raises(Missing, match="no finished run of FFA0 .code, cpu, seed=7"):
+        render("{{acc FFA0 code seed=7}}", facts)
+
+
+def test_the_reference_report_leaves_no_commentary_out():
+    """A placeholder whose run is missing drops its section's commentary with a line saying so;
+    for the committed runs every commentary is there."""
+    left_out = build(REFERENCE).left_out
+    assert not [line for line in left_out if "commentary" in line or "README" in line], left_out
 
 
 def test_the_readme_is_a_front_door():

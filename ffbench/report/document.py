@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ffbench.report import figures
+from ffbench.report.commentary import Facts, Missing, render, templates
 from ffbench.report.figures import plt
 from ffbench.report.formats import markdown
 from ffbench.report.studies import study_runs, study_table
@@ -29,6 +30,7 @@ from ffbench.runner.store import read_json, write_atomic
 
 BOOTSTRAP = 10_000  # resamples of the mean (seeded: the same runs give the same report)
 COLORS = {"code": "tab:blue", "text": "tab:orange"}
+TEMPLATES = templates()
 
 # Published results the rows beyond the notes are set beside, each with its source
 # (../shared/anchors.md lists them); test error %, MNIST without augmentation.
@@ -46,10 +48,23 @@ QUOTED = [
 
 @dataclass
 class Report:
+    facts: Facts  # what the commentary's placeholders read
     sections: list[tuple[str, str]] = field(default_factory=list)  # (title, Markdown)
     figures: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG
     left_out: list[str] = field(default_factory=list)  # "section (why)"
     headline: str = ""  # the reproduction table, which the README shows too
+    readme: dict[str, str] = field(default_factory=dict)  # README blocks (`block_of`) by name
+
+    def add(self, key: str, title: str, text: str) -> None:
+        """A section, followed by its commentary (prose/<key>.md) filled in from the runs, or
+        without it, said in `left_out`, where the runs it reads are not here."""
+        template = TEMPLATES.get(key)
+        if template is not None:
+            try:
+                text += "\n" + render(template, self.facts)
+            except Missing as e:
+                self.left_out.append(f"the commentary on {title.lower()} ({e})")
+        self.sections.append((title, text))
 
     def figure(self, name: str, fig: plt.Figure, alt: str) -> str:
         """Keep `fig` as report/<name>.png; its Markdown image."""
@@ -120,6 +135,7 @@ def reproduction(report: Report, runs: pd.DataFrame) -> None:
         report.left_out.append("reproduction (no runs of the notes' rows)")
         return
     report.headline = markdown(*side_by_side(aggregate(plain)))
+    report.readme["reproduction-table"] = report.headline
     text = f"All runs made with {common}, not the rows' own settings.\n\n" if common else ""
     text += report.headline + "\nEach row's seeds against the paper's number (CPU runs):\n\n"
     lines = []
@@ -140,7 +156,15 @@ def reproduction(report: Report, runs: pd.DataFrame) -> None:
     text += markdown(["Row", "Reading", "Paper %", "Our seeds %", "The paper's number",
                       "Bootstrap 95 % of the mean"], lines)  # fmt: skip
     text += "\n" + report.figure("seeds", seeds_figure(cpu), "each row's seeds beside the paper")
-    report.sections.append(("The notes' table, reproduced", text))
+    report.add("reproduction", "The notes' table, reproduced", text)
+
+
+def readings_section(report: Report) -> None:
+    """Every switch under each reading, with where the notes and the authors' code stand."""
+    header, lines = readings.switch_table()
+    text = "".join(f"- **{r.name}**: {r.description}.\n" for r in readings.READINGS.values())
+    report.add("readings", "The readings: the text and the authors' code",
+               text + "\n" + markdown(header, lines))  # fmt: skip
 
 
 def seeds_figure(runs: pd.DataFrame) -> plt.Figure:
@@ -186,7 +210,7 @@ def curves(report: Report, runs: pd.DataFrame) -> None:
         ax.set_ylabel("test accuracy (%)")
     fig.suptitle("Test accuracy over the epochs: code reading (blue), text reading (orange), "
                  "every seed; the notes' number dashed")  # fmt: skip
-    report.sections.append(("Learning curves", report.figure("curves", fig, "learning curves")))
+    report.add("curves", "Learning curves", report.figure("curves", fig, "learning curves"))
 
 
 def confusions(report: Report, runs: pd.DataFrame) -> None:
@@ -216,7 +240,7 @@ def confusions(report: Report, runs: pd.DataFrame) -> None:
     fig.suptitle("Test confusion matrices, summed over seeds: where each true label's images went "
                  "(shares of its row)")  # fmt: skip
     text = report.figure("confusion", fig, "test confusion matrices")
-    report.sections.append(("Test confusion matrices", text))
+    report.add("confusions", "Test confusion matrices", text)
 
 
 def ablations(report: Report, runs: pd.DataFrame) -> None:
@@ -234,7 +258,7 @@ def ablations(report: Report, runs: pd.DataFrame) -> None:
         text += f"### {name}\n\n" + markdown(header, rows) + "\n"
         fig = figures.ablation_figure(runs, name, "code", None)
         text += report.figure(f"ablation_{name}", fig, f"ablation of {name}") + "\n"
-    report.sections.append(("What each switch does (ablation)", text))
+    report.add("ablations", "What each switch does (ablation)", text)
 
 
 def beyond(report: Report, runs: pd.DataFrame) -> None:
@@ -249,7 +273,7 @@ def beyond(report: Report, runs: pd.DataFrame) -> None:
     text = (markdown(header, rows) + "\nPublished results on MNIST, as their sources print them "
             "(quoted, not run here):\n\n"
             + markdown(["Result", "Test error %", "Source"], quoted))  # fmt: skip
-    report.sections.append(("Beyond the notes: FF at its best and forward gradients", text))
+    report.add("beyond", "Beyond the notes: FF at its best and forward gradients", text)
 
 
 def study_sections(report: Report, runs_dir: Path) -> None:
@@ -261,12 +285,14 @@ def study_sections(report: Report, runs_dir: Path) -> None:
             without.append(study.name)
             continue
         header, rows = study_table(study, runs_dir, runs=found)
+        fig = report.figure(f"study_{study.name}", figures.study_figure(study, found),
+                            f"the {study.name} study")  # fmt: skip
         text += (f"### {study.name}: {study.column.replace('_', ' ')} %\n\n{study.description}."
-                 f"\n\n" + markdown(header, rows) + "\n")  # fmt: skip
+                 f"\n\n" + markdown(header, rows) + "\n" + fig)  # fmt: skip
     if without:
         report.left_out.append(f"studies {', '.join(without)} (no runs at their points)")
     if text:
-        report.sections.append(("Studies", text))
+        report.add("studies", "Studies", text)
 
 
 def speed(report: Report, runs: pd.DataFrame) -> None:
@@ -287,7 +313,11 @@ def speed(report: Report, runs: pd.DataFrame) -> None:
     lines.sort(key=lambda r: (order[r[0]], r[1]))
     text = markdown(["Row", "Reading", "Our training s (mean)", "Paper s", "Machine", "Threads",
                      "torch"], lines)  # fmt: skip
-    report.sections.append(("Training time and machines", text))
+    report.add("speed", "Training time and machines", text)
+    try:
+        report.readme["timing"] = render(TEMPLATES["timing"], report.facts)
+    except Missing as e:
+        report.left_out.append(f"the README's timing ({e})")
 
 
 def benchmarks(report: Report, runs_dir: Path) -> None:
@@ -312,15 +342,18 @@ def benchmarks(report: Report, runs_dir: Path) -> None:
             "and adj_FFA0_1 under the reading; the plain reference loop beside the text "
             "reading's), against the device's fp32 matmul peak measured in the same "
             "process.\n\n" + markdown(header, lines))  # fmt: skip
-    report.sections.append(("Benchmark", text))
+    report.add("benchmarks", "Benchmark", text)
 
 
 def build(runs_dir: Path) -> Report:
-    report, runs = Report(), load_runs(runs_dir, warn=lambda _: None)
+    runs = load_runs(runs_dir, warn=lambda _: None)
     if runs.empty:
         raise ValueError(f"no finished runs under {runs_dir}; run `ffbench run NAME` first")
     runs = runs.assign(path=runs.path.map(lambda p: str(Path(p))))
-    for section in (reproduction, curves, confusions, ablations, beyond):
+    report = Report(Facts(runs, Path(runs_dir)))
+    reproduction(report, runs)
+    readings_section(report)
+    for section in (curves, confusions, ablations, beyond):
         section(report, runs)
     study_sections(report, runs_dir)
     speed(report, runs)
@@ -328,16 +361,31 @@ def build(runs_dir: Path) -> Report:
     return report
 
 
-# The README's copy of the headline table lies between these two lines.
-HEADLINE = (
-    "<!-- reproduction-table: ffbench report writes it -->\n",
-    "<!-- /reproduction-table -->",
-)
+# Blocks of the README that the report writes: each lies between `<!-- NAME: ffbench report
+# writes it -->` and `<!-- /NAME -->`.
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}: ffbench report writes it -->\n", f"<!-- /{name} -->"
 
 
-def headline_of(text: str) -> str:
-    """The headline table in a README's `text`: what lies between the HEADLINE markers."""
-    return text[text.index(HEADLINE[0]) + len(HEADLINE[0]) : text.index(HEADLINE[1])]
+def block_of(text: str, name: str = "reproduction-table") -> str:
+    """What lies between the markers of block `name` in a README's `text`."""
+    start, end = markers(name)
+    if start not in text or end not in text:
+        raise ValueError(f"the README has no block {name}: put {start.strip()} and {end} in it")
+    return text[text.index(start) + len(start) : text.index(end)]
+
+
+def fill_blocks(text: str, blocks: dict[str, str], runs_dir: Path) -> str:
+    """`text` with each generated block's content replaced by `blocks[name]`."""
+
+    def fill(match: re.Match) -> str:
+        name = match.group(2)
+        if name not in blocks:
+            raise ValueError(f"the README's block {name} needs runs that {runs_dir} lacks")
+        return match.group(1) + blocks[name] + match.group(3)
+
+    pattern = r"(<!-- ([\w-]+): ffbench report writes it -->\n).*?(<!-- /\2 -->)"
+    return re.sub(pattern, fill, text, flags=re.S)
 
 
 def write(runs_dir: Path, output: Path, readme: Path | None = None) -> tuple[list[Path], list[str]]:
@@ -346,8 +394,7 @@ def write(runs_dir: Path, output: Path, readme: Path | None = None) -> tuple[lis
     out."""
     report = build(runs_dir)
     if readme is not None:
-        text = Path(readme).read_text()
-        write_atomic(Path(readme), text.replace(headline_of(text), report.headline))
+        write_atomic(Path(readme), fill_blocks(Path(readme).read_text(), report.readme, runs_dir))
     title = f"ffbench report: {Path(runs_dir).resolve().name}"
     (output / "report").mkdir(parents=True, exist_ok=True)
     written = []

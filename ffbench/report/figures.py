@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter  # noqa: E402
 
 from ffbench.core.losses import Loss, ff_loss_terms  # noqa: E402
 from ffbench.core.models import MLP  # noqa: E402
@@ -106,6 +106,35 @@ def loss_scale(losses: pd.Series) -> str:
     losses = losses.dropna()
     positive = len(losses) and (losses > 0).all()
     return "log" if positive and losses.max() / losses.min() > 1e3 else "linear"
+
+
+def study_figure(study: studies.Study, runs: pd.DataFrame) -> plt.Figure:
+    """A study's runs (`study_runs`): its column (percent, log scale) at each point, one line per
+    row, the mean over seeds with their standard deviation as error bars; a point where every run
+    diverged is drawn as an x on the top edge."""
+    labels = [studies.point_label(p) for p in study.settings()]
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.5 * len(labels)), 4.5))
+    top = runs[study.column].max() * 1.5 if runs[study.column].notna().any() else 100
+    for k, row in enumerate(study.rows):
+        mine = runs[runs.experiment == row]
+        if mine.empty:
+            continue
+        values = mine.groupby("point")[study.column]
+        at = [i for i, label in enumerate(labels) if label in values.groups]
+        mean = [values.get_group(labels[i]).mean() for i in at]
+        std = [values.get_group(labels[i]).std(ddof=1) for i in at]
+        line = ax.errorbar(at, mean, yerr=[0 if math.isnan(s) else s for s in std], fmt="-o",
+                           capsize=3, label=row, color=f"C{k}")  # fmt: skip
+        lost = [i for i, m in zip(at, mean, strict=True) if math.isnan(m)]
+        ax.plot(lost, [top] * len(lost), "x", ms=9, color=line.lines[0].get_color())
+    ax.set_xticks(range(len(labels)), [label.replace(", ", "\n") for label in labels], fontsize=8)
+    ax.set(yscale="log", ylabel=f"{study.column.replace('_', ' ')} (%)",
+           title=f"{study.name}: mean ± std over seeds (x: every run diverged)")  # fmt: skip
+    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+        axis(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return fig
 
 
 def ablation_figure(runs: pd.DataFrame, name: str, reading: str, path: Path | None):

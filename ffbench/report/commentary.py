@@ -1,0 +1,335 @@
+"""The report's commentary: Markdown templates (ffbench/report/prose/<section>.md) whose numbers
+are filled in from the run files when the report is made, or quoted with their source.
+
+A number in a template is one of the placeholders below, `{{name args}}`; args are words (a row,
+a reading) and key=value pairs (seed=0, set=theta=2.0, col=loss, epoch=20, dp=4, device=cuda).
+Runs are chosen by row, reading, seed, device (default cpu) and `set` (the run's overrides, as
+`ffbench table` prints them, comma-separated; default none: the row's own settings).
+
+  acc, err          one run's test accuracy or error, %
+  mean, seeds, n    over a row's finished runs: mean ± std (of=err for the error), each seed's
+                    value; n and ids over all its runs: how many, which seeds
+  range             the lowest and highest seed, as `low–high`
+  delta             a run's accuracy against the same seed without `set`, in points, signed
+  at, last, best, low, best_epoch, low_epoch
+                    metrics.csv of one run: `col` at `epoch`, at the last epoch, its max/min
+  diverged          the epoch at which a run diverged (result.json)
+  time, times       training seconds of one run; `low–high` over a row's runs
+  layout            minutes to train the notes' rows once, two at a time, longest first, at
+                    each row's mean (of=min: fastest) training time
+  setting           a setting from the runs' config.json (all chosen runs agree)
+  env, machines     a field of one run's env.json; the machines the notes' rows ran on
+  cell, choice      a study's table cell at a point (`cell depth depth_FG_weight L=4,W=256`); the
+                    point a choosing study picks for a row (`choice fg_rates FG_weight key=lr`)
+  bench             a figure of a saved `ffbench bench` file (file=, reading=, batch=, key=)
+  notes             the notes' table (ffbench/rows/paper.py): `accuracy` (default) or `time_s`
+  q                 a number quoted from SOURCES: `{{q 1.448 figure}}`
+  const             a number computed from torch when the report is made (CONSTANTS)
+
+A quoted number is set in italics (notes, q); every other number is read from the runs. Digits
+anywhere else — outside placeholders, code spans and the citations CITATION allows — are a bare
+number, and `bare_numbers` finds them (tests/test_report.py holds every template to none).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ffbench.report.studies import choice, study_table
+from ffbench.rows import PAPER_ROWS, studies
+from ffbench.rows.paper import PAPER
+from ffbench.runner.store import read_json
+
+# Where a quoted number comes from; `{{q VALUE KEY}}` must name one of these.
+SOURCES = {
+    "notes": "the notes (../shared/seeds/000_9214ac9d195e0708.txt)",
+    "figure": "the authors' figure of the row (FFA/memo/plots/ in akhilsadam/pho-ices-ml)",
+    "code": "the authors' code (akhilsadam/pho-ices-ml at d04dcf3)",
+    "hinton": "Hinton 2022, arXiv 2212.13345",
+    "ren": "Ren et al., ICLR 2023, Table 3",
+    "loewe": "loeweX/Forward-Forward, README",
+    "torch": "torch's documentation and source (torch.optim.ASGD)",
+}
+
+_F32 = torch.finfo(torch.float32)
+# Numbers the commentary reasons with that follow from float32 and the losses, computed here.
+CONSTANTS = {
+    "exp_overflow": (math.log(_F32.max), 1),  # exp(s) is inf in float32 past this s
+    "exp_flush": (-math.log(_F32.tiny), 1),  # exp(-s) is 0 past this s where denormals flush
+    "blind_floor": (2 * math.log(2), 4),  # two layers' mean ln(1 + exp(0)): every goodness at θ
+    # two layers' mean of ln(1 + exp(θ − 0)) and ln(1 + exp(0 − θ)) at the code's θ = 0.5
+    "adjusted_start": (math.log1p(math.exp(0.5)) + math.log1p(math.exp(-0.5)), 4),
+}
+
+# Digits that are not findings: citations (equation, section, table, cell and PR numbers, the
+# year of a cited paper, file:line of the authors' code) and addresses (the epoch, seed, batch
+# or depth L and width W a figure is read at, which the placeholder beside them reads too; a
+# layer's index; torch's version).
+CITATION = re.compile(
+    r"(?:\b(?:eqs?\.?|Eq\.|sec\.|sections?|Table|cell|ICLR|arXiv|PR #|et al\.,?|Hinton"
+    r"|epochs?|seeds?|batch(?:es)?|layers?|torch|[LW] ?=)"
+    r"\s*\d[\d.]*(?:(?:,\s*|\s+and\s+|/|–|-)\d[\d.]*)*)"
+    r"|\w\.(?:py|ipynb)(?::\d+(?:[-–]\d+)?(?:,\s*\d+(?:[-–]\d+)?)*)?",
+    re.IGNORECASE,
+)
+PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.S)
+
+
+def bare_numbers(template: str) -> list[str]:
+    """The numbers in `template` that are neither placeholders nor in code nor citations."""
+    text = re.sub(r"```.*?```|<!--.*?-->", "", template, flags=re.S)
+    text = PLACEHOLDER.sub("", text)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    text = re.sub(r"\]\([^)]*\)", "]", text)  # a link's target
+    text = CITATION.sub("", text)
+    return re.findall(r"(?<![\w])\d(?:[\d.,]*\d)?", text)
+
+
+class Missing(LookupError):
+    """A placeholder whose runs or files are not in this runs directory."""
+
+
+def signed(x: float, dp: int = 2) -> str:
+    return f"{x:+.{dp}f}".replace("-", "−")
+
+
+def number(x: float, dp: int = 2) -> str:
+    return f"{x:,.{dp}f}".replace("-", "−") if dp == 0 else f"{x:.{dp}f}".replace("-", "−")
+
+
+def listing(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+PLACEHOLDERS = (
+    "acc err mean seeds ids n range delta at last best low best_epoch low_epoch "
+    "diverged time times layout machines setting env cell choice bench notes q const"
+)
+
+
+class Facts:
+    """What the placeholders read: the runs of one runs directory (`load_runs`'s frame)."""
+
+    def __init__(self, runs: pd.DataFrame, runs_dir: Path):
+        self.runs, self.runs_dir = runs, Path(runs_dir)
+        self.studies: dict[str, tuple] = {}  # a study's table and choice, read once
+        self.functions: dict[str, Callable[..., str]] = {
+            name: getattr(self, name) for name in PLACEHOLDERS.split()
+        }
+
+    # -- choosing runs
+    def select(self, row, reading, seed=None, set="", device="cpu", finished=False):
+        r = self.runs
+        overrides = " ".join(sorted(set.split(","))) if set else ""
+        chosen = r[(r.experiment == row) & (r.reading == reading) & (r.overrides == overrides)
+                   & r.device.astype(str).str.startswith(device)]  # fmt: skip
+        if seed is not None:
+            chosen = chosen[chosen.seed == int(seed)]
+        if finished:
+            chosen = chosen[chosen.status == "finished"]
+        if chosen.empty:
+            what = ", ".join(f"{k}={v}" for k, v in (("seed", seed), ("set", set)) if v)
+            raise Missing(f"no {'finished ' if finished else ''}run of {row} ({reading}, "
+                          f"{device}{', ' + what if what else ''})")  # fmt: skip
+        return chosen.sort_values("seed")
+
+    def one(self, row, reading, seed, **kw):
+        chosen = self.select(row, reading, seed, **kw)
+        if len(chosen) > 1:
+            raise ValueError(f"{len(chosen)} runs of {row} ({reading}, seed {seed}): say which")
+        return chosen.iloc[0]
+
+    def metrics(self, row, reading, seed, col, **kw) -> pd.DataFrame:
+        run = self.one(row, reading, seed, **kw)
+        metrics = pd.read_csv(Path(run.path) / "metrics.csv")
+        if col not in metrics:
+            raise Missing(f"{run.path}/metrics.csv has no column {col}")
+        scale = 100 if col.endswith("accuracy") else 1
+        return metrics.assign(value=metrics[col] * scale).dropna(subset=["value"])
+
+    # -- the placeholders
+    def acc(self, row, reading, seed, dp="2", **kw):
+        return number(100 * self.one(row, reading, seed, finished=True, **kw).test_accuracy,
+                      int(dp))  # fmt: skip
+
+    def err(self, row, reading, seed, dp="2", **kw):
+        run = self.one(row, reading, seed, finished=True, **kw)
+        return number(100 * (1 - run.test_accuracy), int(dp))
+
+    def _values(self, row, reading, of="acc", **kw) -> list[float]:
+        acc = self.select(row, reading, finished=True, **kw).test_accuracy * 100
+        return list(100 - acc if of == "err" else acc)
+
+    def mean(self, row, reading, of="acc", **kw):
+        values = pd.Series(self._values(row, reading, of, **kw))
+        if len(values) < 2:
+            raise ValueError(f"the mean of {row} ({reading}) needs two finished runs")
+        return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
+
+    def seeds(self, row, reading, of="acc", **kw):
+        return listing([f"{v:.2f}" for v in self._values(row, reading, of, **kw)])
+
+    def range(self, row, reading, of="acc", **kw):
+        values = self._values(row, reading, of, **kw)
+        return f"{min(values):.2f}–{max(values):.2f}"
+
+    def ids(self, row, reading, **kw):
+        return listing([str(s) for s in self.select(row, reading, **kw).seed])
+
+    def n(self, row, reading, **kw):
+        return str(len(self.select(row, reading, **kw)))
+
+    def delta(self, row, reading, seed, set, **kw):
+        flipped = self.one(row, reading, seed, set=set, finished=True, **kw).test_accuracy
+        plain = self.one(row, reading, seed, finished=True, **kw).test_accuracy
+        return signed(100 * (flipped - plain))
+
+    def at(self, row, reading, seed, col, epoch, dp="2", **kw):
+        m = self.metrics(row, reading, seed, col, **kw)
+        found = m[m.epoch == int(epoch)]
+        if found.empty:
+            raise ValueError(f"{row} ({reading}, seed {seed}) has no {col} at epoch {epoch}")
+        return number(found.value.iloc[0], int(dp))
+
+    def last(self, row, reading, seed, col, dp="2", **kw):
+        return number(self.metrics(row, reading, seed, col, **kw).value.iloc[-1], int(dp))
+
+    def best(self, row, reading, seed, col, dp="2", **kw):
+        return number(self.metrics(row, reading, seed, col, **kw).value.max(), int(dp))
+
+    def low(self, row, reading, seed, col, dp="2", **kw):
+        return number(self.metrics(row, reading, seed, col, **kw).value.min(), int(dp))
+
+    def best_epoch(self, row, reading, seed, col, **kw):
+        m = self.metrics(row, reading, seed, col, **kw)
+        return str(int(m.epoch[m.value.idxmax()]))
+
+    def low_epoch(self, row, reading, seed, col, **kw):
+        m = self.metrics(row, reading, seed, col, **kw)
+        return str(int(m.epoch[m.value.idxmin()]))
+
+    def diverged(self, row, reading, seed, **kw):
+        run = self.one(row, reading, seed, **kw)
+        if run.status != "diverged":
+            raise ValueError(f"{row} ({reading}, seed {seed}) did not diverge: {run.status}")
+        return str(int(run.diverged_epoch))
+
+    def time(self, row, reading, seed, dp="0", **kw):
+        return number(self.one(row, reading, seed, **kw).train_seconds, int(dp))
+
+    def times(self, row, reading, **kw):
+        seconds = self.select(row, reading, **kw).train_seconds
+        return f"{seconds.min():,.0f}–{seconds.max():,.0f}"
+
+    def layout(self, reading, workers="2", of="mean", **kw):
+        """Minutes for `workers` one-thread runs at a time to train the notes' rows once, each
+        taking its mean (of=min: its fastest) training time here, started longest first (`run
+        --jobs`'s order)."""
+        seconds = sorted((getattr(self.select(row, reading, **kw).train_seconds, of)()
+                          for row in PAPER_ROWS), reverse=True)  # fmt: skip
+        loads = [0.0] * int(workers)
+        for s in seconds:
+            loads[loads.index(min(loads))] += s
+        return f"{max(loads) / 60:.0f}"
+
+    def setting(self, row, reading, key, **kw):
+        values = {str(read_json(Path(p) / "config.json")[key])
+                  for p in self.select(row, reading, **kw).path}  # fmt: skip
+        if len(values) > 1:
+            raise ValueError(f"the runs of {row} ({reading}) differ in {key}: {sorted(values)}")
+        return values.pop()
+
+    def machines(self, reading, device="cpu"):
+        """The machines (env.json's device_name) the notes' rows ran on under `reading`."""
+        chosen = self.runs[self.runs.experiment.isin(PAPER_ROWS) & (self.runs.reading == reading)
+                           & self.runs.device.astype(str).str.startswith(device)]  # fmt: skip
+        if chosen.empty:
+            raise Missing(f"no {device} run of the notes' rows ({reading})")
+        return listing(
+            sorted({read_json(Path(p) / "env.json")["device_name"] for p in chosen.path})
+        )
+
+    def env(self, row, reading, seed, key, **kw):
+        return str(read_json(Path(self.one(row, reading, seed, **kw).path) / "env.json")[key])
+
+    def study(self, name: str) -> tuple:
+        if name not in self.studies:
+            study = studies.get(name)
+            table = study_table(study, self.runs_dir)
+            self.studies[name] = (table, choice(study, self.runs_dir) if study.column ==
+                                  "validation_error" else {})  # fmt: skip
+        return self.studies[name]
+
+    def cell(self, study, row, point):
+        found = self.study(study)[0]
+        labels = [h.replace(" ", "") for h in found[0]]
+        for line in found[1]:
+            if line[0] == row and point in labels:
+                text = line[labels.index(point)]
+                if text == "-":
+                    raise Missing(f"study {study} has no runs of {row} at {point}")
+                return text
+        raise ValueError(f"study {study} has no row {row} or no point {point}")
+
+    def choice(self, study, row, key):
+        chosen = self.study(study)[1]
+        if row not in chosen:
+            raise Missing(f"study {study} has no runs of {row}")
+        value = chosen[row][key]
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    def bench(self, file, reading, batch, key, dp="2"):
+        path = self.runs_dir / "bench" / file
+        if not path.exists():
+            raise Missing(f"no bench file {path}")
+        saved = read_json(path)
+        if key in saved["environment"]:
+            return str(saved["environment"][key])
+        for r in saved["rows"]:
+            if r["reading"] == reading and r["batch"] == int(batch):
+                return number(r[key], int(dp))
+        raise ValueError(f"{path} has no row of reading {reading} at batch {batch}")
+
+    def notes(self, row, what="accuracy"):
+        value = getattr(PAPER[row], what)
+        if isinstance(value, float):
+            return "*NAN*" if math.isnan(value) else f"*{value:.2f}*"
+        return f"*{value}*"
+
+    def q(self, value, source):
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}: one of {', '.join(SOURCES)}")
+        return f"*{value}*"
+
+    def const(self, name):
+        value, dp = CONSTANTS[name]
+        return number(value, dp)
+
+
+def render(template: str, facts: Facts) -> str:
+    """`template` with every placeholder filled in; Missing if a run it reads is not here."""
+
+    def fill(match: re.Match) -> str:
+        name, *words = shlex.split(match.group(1))
+        if name not in facts.functions:
+            raise ValueError(f"unknown placeholder {{{{{match.group(1)}}}}}")
+        args = [w for w in words if "=" not in w]
+        kwargs = dict(w.split("=", 1) for w in words if "=" in w)
+        return facts.functions[name](*args, **kwargs)
+
+    return PLACEHOLDER.sub(fill, template)
+
+
+def templates() -> dict[str, str]:
+    """Each section's commentary template, by the section's key (the file's stem)."""
+    folder = resources.files("ffbench.report") / "prose"
+    return {p.name.removesuffix(".md"): p.read_text() for p in folder.iterdir()
+            if p.name.endswith(".md")}  # fmt: skip
