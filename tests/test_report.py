@@ -198,7 +198,9 @@ def test_the_placeholders_read_the_run_files(facts):
         render("{{q 1.4 a-blog}}", facts)
     with pytest.raises(ValueError, match="unknown placeholder"):
         render("{{accuracy FFA0 code}}", facts)
-    with pytest.raises(Missing, match="no finished run of FFA0 .code, cpu, seed=7"):
+    with pytest.raises(
+        Missing, match=r"no finished run of FFA0 \(code, cpu, seed=7, its own settings\)"
+    ):
         render("{{acc FFA0 code seed=7}}", facts)
 
 

@@ -136,9 +136,9 @@ class Facts:
         if finished:
             chosen = chosen[chosen.status == "finished"]
         if chosen.empty:
-            what = ", ".join(f"{k}={v}" for k, v in (("seed", seed), ("set", set)) if v)
-            raise Missing(f"no {'finished ' if finished else ''}run of {row} ({reading}, "
-                          f"{device}{', ' + what if what else ''})")  # fmt: skip
+            what = [reading, device] + ([f"seed={seed}"] if seed is not None else [])
+            what.append(f"set={set}" if set else "its own settings")
+            raise Missing(f"no {'finished ' if finished else ''}run of {row} ({', '.join(what)})")
         return chosen.sort_values("seed")
 
     def one(self, row, reading, seed, **kw):
