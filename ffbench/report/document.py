@@ -309,8 +309,8 @@ def speed(report: Report, runs: pd.DataFrame) -> None:
         timed = g[g.status.isin(["finished", "diverged"])].train_seconds
         machine = [", ".join(sorted({str(e[k]) for e in envs}))
                    for k in ("device_name", "threads", "torch")]  # fmt: skip
-        lines.append([name, reading, f"{timed.mean():.0f}" if len(timed) else "-",
-                      str(PAPER[name].time_s), *machine])  # fmt: skip
+        mean = f"{timed.mean():.{1 if timed.mean() < 100 else 0}f}" if len(timed) else "-"
+        lines.append([name, reading, mean, str(PAPER[name].time_s), *machine])
     order = {n: i for i, n in enumerate(PAPER_ROWS)}
     lines.sort(key=lambda r: (order[r[0]], r[1]))
     text = markdown(["Row", "Reading", "Our training s (mean)", "Paper s", "Machine", "Threads",
