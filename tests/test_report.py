@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import ffbench
@@ -220,3 +221,28 @@ def test_the_readme_is_a_front_door():
     assert any("make reproduce" in line for line in readme[:40])
     for page in (REFERENCE / "pages").iterdir():
         assert f"runs/reference/pages/{page.name}" in "\n".join(readme), page.name
+
+
+def test_the_confusion_matrix_is_the_count_of_each_true_and_predicted_label(mnist_small):
+    """loop.confusion against a count by hand, over more images than one evaluation chunk."""
+    from ffbench.runner.loop import EVAL_CHUNK, confusion
+
+    x = torch.cat([mnist_small.x_test, mnist_small.x_test[:123]])
+    y = torch.cat([mnist_small.y_test, mnist_small.y_test[:123]])
+    assert len(x) > EVAL_CHUNK
+    guess = lambda images: (images.sum(1) * 7).long() % 10  # noqa: E731  any fixed labelling
+    by_hand = torch.zeros(10, 10, dtype=torch.long)
+    for true, label in zip(y.tolist(), guess(x).tolist(), strict=True):
+        by_hand[true, label] += 1
+    assert torch.equal(confusion(guess, x, y), by_hand)
+
+
+def test_the_table_says_which_labels_a_row_predicts():
+    from ffbench.report.table import predicted, predicts
+
+    matrix = [[0] * 10 for _ in range(10)]
+    matrix[1][1], matrix[7][1], matrix[0][0], matrix[3][7] = 600, 100, 250, 50
+    assert predicted(matrix) == (250, 700, 0, 0, 0, 0, 0, 50, 0, 0)
+    assert predicts([predicted(matrix)]) == "1 (70 %), 0 (25 %), 7 (5 %)"
+    assert predicts([tuple(range(1, 11))]) == "8 labels"  # labels 0 and 1 get under 5 %
+    assert predicts([]) == "-" and predicted(None) is None

@@ -20,6 +20,7 @@ RUN_COLUMNS = [
     "experiment", "reading", "overrides", "seed", "status", "test_accuracy",
     "validation_accuracy", "train_seconds",
     "device", "optimizer", "lr", "epochs", "batch_start", "batch_final", "diverged_epoch", "path",
+    "predicted",
 ]  # fmt: skip
 
 
@@ -51,6 +52,7 @@ def load_runs(runs_dir: Path, warn: Callable[[str], None] = print) -> pd.DataFra
             "device": result.get("device", ""),
             "diverged_epoch": result.get("diverged_epoch"),
             "path": str(path.parent),
+            "predicted": predicted(result.get("confusion")),
         }
         rows.append(row)
         for name, acc in (result.get("readouts") or {}).items():  # e.g. FF_best/head, scored
@@ -58,6 +60,27 @@ def load_runs(runs_dir: Path, warn: Callable[[str], None] = print) -> pd.DataFra
                                "test_accuracy": float(acc),
                                "validation_accuracy": math.nan})  # fmt: skip
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def predicted(confusion: list | None) -> tuple[int, ...] | None:
+    """How many test images a run gave each label (result.json's confusion matrix, [true label]
+    [predicted label], summed over the true labels); None where the run recorded none."""
+    if confusion is None:
+        return None
+    return tuple(int(sum(column)) for column in zip(*confusion, strict=True))
+
+
+def predicts(counts: list[tuple[int, ...]]) -> str:
+    """The labels a row's runs predict, summed over the runs: those given at least 5 % of the
+    test images, most first with their share, or how many labels do where it is five or more."""
+    if not counts:
+        return "-"
+    total = [sum(c) for c in zip(*counts, strict=True)]
+    share = sorted(((n / sum(total), label) for label, n in enumerate(total)), reverse=True)
+    kept = [(f, label) for f, label in share if f >= 0.05]
+    if len(kept) >= 5:
+        return f"{len(kept)} labels"
+    return ", ".join(f"{label} ({100 * f:.0f} %)" for f, label in kept)
 
 
 def _status(statuses: pd.Series) -> str:
@@ -98,6 +121,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
             "paper_time_s": paper.time_s if paper else math.nan,
             "status": _status(g.status),
             "diverged_epochs": ", ".join(str(int(e)) for e in diverged),
+            "predicts": predicts([c for c in finished.predicted if c is not None]),
         })  # fmt: skip
     table = pd.DataFrame(rows)
     if table.empty:
@@ -134,9 +158,11 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     validation accuracy where some run held images out."""
     show_overrides = bool(table.overrides.astype(bool).any())
     show_val = bool(table.validation.notna().any())
+    show_predicts = bool((table.predicts != "-").any())
     header = ["Experiment", "Reading"] + (["Overrides"] if show_overrides else [])
     header += ["Opt", "Epochs", "Rate", "Start", "Final", "n"] + (["Val %"] if show_val else [])
-    header += ["Accuracy %", "Paper %", "Time", "Paper time", "Device", "Status"]
+    header += ["Accuracy %"] + (["Predicts"] if show_predicts else [])
+    header += ["Paper %", "Time", "Paper time", "Device", "Status"]
     rows = []
     for r in table.itertuples():
         row = [r.experiment, r.reading] + ([r.overrides] if show_overrides else [])
@@ -145,7 +171,8 @@ def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         if show_val:  # "-" where no run held images out (NAN is the paper's word for diverged)
             row.append("-" if math.isnan(r.validation) else _pct(r.validation) + (
                 "" if math.isnan(r.validation_std) else f" ± {r.validation_std:.2f}"))  # fmt: skip
-        row += [_accuracy(r), _pct(r.paper_accuracy) if r.experiment in PAPER else "-",
+        row += [_accuracy(r)] + ([r.predicts] if show_predicts else [])
+        row += [_pct(r.paper_accuracy) if r.experiment in PAPER else "-",
                 _mmss(r.time_s), _mmss(r.paper_time_s), r.device, _status_text(r)]  # fmt: skip
         rows.append(row)
     return header, rows
