@@ -3,6 +3,8 @@
 environment has. Without one these tests skip, saying how to start it; with
 FFBENCH_REQUIRE_SLURM=1 (CI) they fail instead."""
 
+import csv
+import io
 import json
 import os
 import socket
@@ -87,10 +89,9 @@ def test_a_sweep_runs_as_one_job_array_and_the_table_counts_its_seeds(tmp_path, 
     for i in ids:
         assert f"job {i} finished" in out.stdout
     table = ffbench(cluster_env, "table", "--runs-dir", runs, "--format", "csv")
-    rows = {line.split(",")[0]: line.split(",") for line in table.stdout.splitlines()[1:]}
-    header = table.stdout.splitlines()[0].split(",")
+    rows = {r["experiment"]: r for r in csv.DictReader(io.StringIO(table.stdout))}
     assert set(rows) == {"DNN_base", "adj_FFA0_1"}
-    assert all(r[header.index("n")] == "2" for r in rows.values())
+    assert all(r["n"] == "2" for r in rows.values())
 
 
 def test_a_cancelled_job_is_an_error_and_resume_finishes_its_run(tmp_path, cluster_env):
