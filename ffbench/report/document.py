@@ -52,8 +52,8 @@ class Report:
     sections: list[tuple[str, str]] = field(default_factory=list)  # (title, Markdown)
     figures: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG
     left_out: list[str] = field(default_factory=list)  # "section (why)"
-    headline: str = ""  # the reproduction table, which the README shows too
-    readme: dict[str, str] = field(default_factory=dict)  # README blocks (`block_of`) by name
+    # What the README shows too, by its block's name (`block_of`): the reproduction table, ...
+    readme: dict[str, str] = field(default_factory=dict)
 
     def add(self, key: str, title: str, text: str) -> None:
         """A section, followed by its commentary (prose/<key>.md) filled in from the runs, or
@@ -136,10 +136,9 @@ def reproduction(report: Report, runs: pd.DataFrame) -> None:
     if plain.empty:
         report.left_out.append("reproduction (no runs of the notes' rows)")
         return
-    report.headline = markdown(*side_by_side(aggregate(plain)))
-    report.readme["reproduction-table"] = report.headline
+    headline = report.readme["reproduction-table"] = markdown(*side_by_side(aggregate(plain)))
     text = f"All runs made with {common}, not the rows' own settings.\n\n" if common else ""
-    text += report.headline + "\nEach row's seeds against the paper's number (CPU runs):\n\n"
+    text += headline + "\nEach row's seeds against the paper's number (CPU runs):\n\n"
     lines = []
     cpu = plain[plain.device.str.startswith("cpu")]
     for name in PAPER_ROWS:
@@ -392,8 +391,7 @@ def fill_blocks(text: str, blocks: dict[str, str], runs_dir: Path) -> str:
 
 def write(runs_dir: Path, output: Path, readme: Path | None = None) -> tuple[list[Path], list[str]]:
     """Write report.md, report/*.png and report.html of `runs_dir` into `output` (and the
-    headline table into `readme`, between its markers); the files written and the sections left
-    out."""
+    README's generated blocks into `readme`); the files written and the sections left out."""
     report = build(runs_dir)
     if readme is not None:
         write_atomic(Path(readme), fill_blocks(Path(readme).read_text(), report.readme, runs_dir))
