@@ -7,22 +7,23 @@ Runs are chosen by row, reading, seed, device (default cpu) and `set` (the run's
 `ffbench table` prints them, comma-separated; default none: the row's own settings).
 
   acc, err          one run's test accuracy or error, %
-  mean, seeds, n    over a row's finished runs: mean ± std (of=err for the error), each seed's
-                    value; n and ids over all its runs: how many, which seeds
-  range             the lowest and highest seed, as `low–high`
+  mean, seeds, ids  over a row's finished runs: mean ± std (of=err for the error), each seed's
+                    value; ids: the seeds of all its runs
   delta             a run's accuracy against the same seed without `set`, in points, signed
-  at, last, best, low, best_epoch, low_epoch
-                    metrics.csv of one run: `col` at `epoch`, at the last epoch, its max/min
+  at, last, best, best_epoch
+                    metrics.csv of one run: `col` at `epoch`, at the last epoch, its largest and
+                    the epoch of it
   diverged          the epoch at which a run diverged (result.json)
   time, times       training seconds of one run; `low–high` over a row's runs
   layout            minutes to train the notes' rows once, two at a time, longest first, at
                     each row's mean (of=min: fastest) training time
   setting           a setting from the runs' config.json (all chosen runs agree)
   env, machines     a field of one run's env.json; the machines the notes' rows ran on
-  cell, choice      a study's table cell at a point (`cell depth depth_FG_weight L=4,W=256`); the
-                    point a choosing study picks for a row (`choice fg_rates FG_weight key=lr`)
+  cell, choice      a study's table cell at a point (`cell depth depth_FG_weight point=L=4,W=256`);
+                    the point a choosing study picks for a row (`choice fg_rates FG_weight
+                    key=lr`)
   bench             a figure of a saved `ffbench bench` file (file=, reading=, batch=, key=)
-  notes             the notes' table (ffbench/rows/paper.py): `accuracy` (default) or `time_s`
+  notes             the notes' table (ffbench/rows/paper.py): `accuracy` (default) or `time`
   q                 a number quoted from SOURCES: `{{q 1.448 figure}}`
   const             a number computed from torch when the report is made (CONSTANTS)
 
@@ -110,7 +111,7 @@ def listing(items: list[str]) -> str:
 
 
 PLACEHOLDERS = (
-    "acc err mean seeds ids n range delta at last best low best_epoch low_epoch "
+    "acc err mean seeds ids delta at last best best_epoch "
     "diverged time times layout machines setting env cell choice bench notes q const"
 )
 
@@ -177,15 +178,8 @@ class Facts:
     def seeds(self, row, reading, of="acc", **kw):
         return listing([f"{v:.2f}" for v in self._values(row, reading, of, **kw)])
 
-    def range(self, row, reading, of="acc", **kw):
-        values = self._values(row, reading, of, **kw)
-        return f"{min(values):.2f}–{max(values):.2f}"
-
     def ids(self, row, reading, **kw):
         return listing([str(s) for s in self.select(row, reading, **kw).seed])
-
-    def n(self, row, reading, **kw):
-        return str(len(self.select(row, reading, **kw)))
 
     def delta(self, row, reading, seed, set, **kw):
         flipped = self.one(row, reading, seed, set=set, finished=True, **kw).test_accuracy
@@ -205,16 +199,9 @@ class Facts:
     def best(self, row, reading, seed, col, dp="2", **kw):
         return number(self.metrics(row, reading, seed, col, **kw).value.max(), int(dp))
 
-    def low(self, row, reading, seed, col, dp="2", **kw):
-        return number(self.metrics(row, reading, seed, col, **kw).value.min(), int(dp))
-
     def best_epoch(self, row, reading, seed, col, **kw):
         m = self.metrics(row, reading, seed, col, **kw)
         return str(int(m.epoch[m.value.idxmax()]))
-
-    def low_epoch(self, row, reading, seed, col, **kw):
-        m = self.metrics(row, reading, seed, col, **kw)
-        return str(int(m.epoch[m.value.idxmin()]))
 
     def diverged(self, row, reading, seed, **kw):
         run = self.one(row, reading, seed, **kw)
