@@ -14,8 +14,9 @@ ffbench needs a newer torch than theirs). Run it with their torch (1.13):
     /path/to/venv-torch1.13/bin/python tests/authors_code.py adj_FFA1_2 --core DIR --seed 0
 
 It writes `runs/authors/<row>/seed-<S>-torch<version>/` (metrics.csv: epoch, batch, rate, loss;
-result.json: status, test accuracy, the test confusion matrix, training seconds), each file
-written to a temporary name and moved into place.
+outcome.json: status, test accuracy, the test confusion matrix, training seconds; not named
+result.json, because it is not an ffbench run and `ffbench table` must not read it as one), each
+file written to a temporary name and moved into place.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pathlib import Path
 # torch 1.13's MKL takes a slow generic path on AMD CPUs (a 2048² matmul read 12 GFLOP/s here
 # against 42 with this set, where torch 2.14 read 36); 5 makes it use its AVX2 kernels. Speed
 # only: the kernels round differently, which a CPU run of theirs differs from their GPU run by
-# anyway. result.json records it.
+# anyway. outcome.json records it.
 os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
 
 import numpy as np  # noqa: E402
@@ -145,7 +146,7 @@ def main() -> None:
               "source": "akhilsadam/pho-ices-ml d04dcf3 core/FFA.py, FFALayer.py, dojo.py",
               "settings": row, "mkl_debug_cpu_type": os.environ["MKL_DEBUG_CPU_TYPE"],
               "cpu": cpu_name()}  # fmt: skip
-    write(out / "result.json", json.dumps(result, indent=2) + "\n")
+    write(out / "outcome.json", json.dumps(result, indent=2) + "\n")
     print(f"{args.row} seed {args.seed}: {result['status']}, test accuracy "
           f"{result['test_accuracy']:.4f}, {seconds:.0f} s -> {out}")  # fmt: skip
 
