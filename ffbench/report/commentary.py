@@ -44,7 +44,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ffbench.report.studies import choice, study_table
+from ffbench.report.studies import choice, study_runs, study_table
 from ffbench.rows import PAPER_ROWS, studies
 from ffbench.rows.paper import PAPER
 from ffbench.runner.store import read_json
@@ -250,9 +250,11 @@ class Facts:
     def study(self, name: str) -> tuple:
         if name not in self.studies:
             study = studies.get(name)
-            table = study_table(study, self.runs_dir)
-            self.studies[name] = (table, choice(study, self.runs_dir) if study.column ==
-                                  "validation_error" else {})  # fmt: skip
+            found = study_runs(study, self.runs_dir)
+            chosen = (
+                choice(study, self.runs_dir, found) if study.column == "validation_error" else {}
+            )
+            self.studies[name] = (study_table(study, self.runs_dir, runs=found), chosen)
         return self.studies[name]
 
     def cell(self, study, row, point):

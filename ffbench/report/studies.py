@@ -33,12 +33,12 @@ def study_runs(study: Study, runs_dir: Path) -> pd.DataFrame:
                                        "status", "test_error", "validation_error"])  # fmt: skip
 
 
-def choice(study: Study, runs_dir: Path) -> dict[str, dict]:
+def choice(study: Study, runs_dir: Path, runs: pd.DataFrame | None = None) -> dict[str, dict]:
     """Each row's point with the lowest mean of the study's column (on validation), over the
     seeds that every point of the row ran (a point run with more seeds, as a chosen point
     is by the study that uses it, is not judged on other draws); a run that diverged counts
-    as the worst. A row with no runs is left out."""
-    runs = study_runs(study, runs_dir)
+    as the worst. A row with no runs is left out. `runs`: as in `study_table`."""
+    runs = study_runs(study, runs_dir) if runs is None else runs
     by_label = {point_label(p): p for p in study.settings()}
     chosen = {}
     for row, mine in runs.groupby("experiment"):
