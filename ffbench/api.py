@@ -272,8 +272,8 @@ def table_view(runs_dir: Path | str = "runs", view: str = "rows", reading: str |
 def report(runs_dir: Path | str = "runs", output: Path | str | None = None,
            readme: Path | str | None = None) -> tuple[list, list]:  # fmt: skip
     """Write the report of `runs_dir` (report.md, report/*.png, report.html) into `output`
-    (default: `runs_dir`) from its files alone, and its headline table into `readme` between
-    its markers; the files written and the sections left out."""
+    (default: `runs_dir`) from its files alone, and the README's generated blocks into
+    `readme`; the files written and the sections left out."""
     if not Path(runs_dir).is_dir() or not any(Path(runs_dir).rglob("result.json")):
         raise BadRequest(f"{runs_dir} holds no runs; run `ffbench run NAME` (or `make "
                          "reproduce`) first, or pass --runs-dir", "--runs-dir")  # fmt: skip

@@ -234,7 +234,8 @@ def write_report(
         "--output", help="Folder of report.md, report.html and report/ (default: the runs dir).")]
     = None,
     readme: Annotated[Path | None, typer.Option(
-        "--readme", help="Also write the headline table into this README, between its markers.")]
+        "--readme", help="Also write the README's generated blocks (the headline table, the "
+        "timing), each between its markers.")]
     = None,
 ) -> None:  # fmt: skip
     """The report of a runs directory from its files alone: Markdown and a self-contained HTML
