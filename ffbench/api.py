@@ -44,6 +44,7 @@ from ffbench.runner.local import LaunchError, resolve_device, run_matrix
 from ffbench.runner.plan import FLAGS, BadRequest, Matrix, ablation, check_reading, plan
 from ffbench.runner.progress import Screen
 from ffbench.runner.store import (
+    RESULT,
     Outcome,
     environment,
     read_json,
@@ -274,7 +275,7 @@ def report(runs_dir: Path | str = "runs", output: Path | str | None = None,
     """Write the report of `runs_dir` (report.md, report/*.png, report.html) into `output`
     (default: `runs_dir`) from its files alone, and the README's generated blocks into
     `readme`; the files written and the sections left out."""
-    if not Path(runs_dir).is_dir() or not any(Path(runs_dir).rglob("result.json")):
+    if not Path(runs_dir).is_dir() or not any(Path(runs_dir).rglob(RESULT)):
         raise BadRequest(f"{runs_dir} holds no runs; run `ffbench run NAME` (or `make "
                          "reproduce`) first, or pass --runs-dir", "--runs-dir")  # fmt: skip
     try:
