@@ -34,6 +34,12 @@ class Negatives(str, Enum):
     hard = "hard"  # the same image with a wrong label the network itself favours (FF_best)
 
 
+class Denormals(str, Enum):
+    # float32 values under 1.2e-38 (the smallest normal number)
+    flush = "flush"  # read and written as 0 on the CPU (FTZ/DAZ); CUDA keeps them (no switch)
+    keep = "keep"  # gradual underflow, as IEEE 754 and a GPU compute them (torch's CPU default)
+
+
 class OptimizerScope(str, Enum):
     per_layer = "per_layer"  # each FF layer its own optimizer, stepped when it trains
     shared = "shared"  # one over all parameters, stepped after each layer's pass (zeroed grads)
@@ -79,6 +85,7 @@ class Experiment:
     optimizer_scope: OptimizerScope = OptimizerScope.per_layer
     batching: Batching = Batching.disjoint
     dnn_output: DnnOutput = DnnOutput.logits_ce
+    denormals: Denormals = Denormals.flush
     # A row defined from a registered one (a config file's row, or `ffbench.define` in a
     # notebook): the registered row's name and where the new row was defined.
     base: str | None = None

@@ -29,7 +29,7 @@ from ffbench.core.settings import Experiment
 LOOP_READS = frozenset({
     "method", "optimizer", "lr", "epochs", "batch_start", "batch_final", "batch_growth",
     "lr_scaling", "cooldown", "momentum", "weight_decay", "sizes", "train_subset", "validation",
-    "pixels", "batching",
+    "pixels", "batching", "denormals",
 })  # fmt: skip
 
 

@@ -69,6 +69,9 @@ SWITCHES: list[Switch] = [
            "n // B windows X[i:i+B], i = 0, 1, 2, ... (core/dojo.py:61-69)"),
     Switch("dnn_output", "DNN_base output and loss", "not said (ffbench: logits, cross-entropy)",
            "softmax, MSE against the one-hot label (FFA/FFA.ipynb cell 3)"),
+    Switch("denormals", "float32 under 1.2e-38", "not said (ffbench: flushed to 0 on the CPU, "
+           "for Adam's speed)", "kept: their runs were on a GPU (FFA/FFA.ipynb cell 4 prints "
+           "cuda:0), where torch keeps them"),
 ]  # fmt: skip
 
 
@@ -122,7 +125,8 @@ register(Reading(
     dict(pixels="raw", label_input="after_norm", bias=False, normalize_input=True, norm_eps=1e-4,
          goodness="mean", theta=0.5, loss_form="code", stable_loss=False,
          negatives="wrong_label", layer_order="sequential", optimizer_scope="shared",
-         batch_growth="dojo", lr_scaling="dojo", batching="windows", dnn_output="softmax_mse"),
+         batch_growth="dojo", lr_scaling="dojo", batching="windows", dnn_output="softmax_mse",
+         denormals="keep"),
     rows={"adj_FFA0_2": dict(optimizer="asgd", loss="L0"),
           "adj_FFA1_3": dict(optimizer="asgd", loss="L1")},
 ))  # fmt: skip

@@ -19,7 +19,7 @@ from ffbench.core.models import label_ready, overlay_label
 from ffbench.methods.backprop import Backprop
 from ffbench.methods.ff import FF, ReferenceFF
 from ffbench.rows import get, under
-from ffbench.runner.loop import flush_denormals, sync
+from ffbench.runner.loop import set_denormals, sync
 
 EPOCH_SAMPLES = 60000
 
@@ -73,9 +73,9 @@ def bench(
     """The measurements of `ffbench bench`, one dict per batch size; an epoch is `samples`.
     DNN_base and adj_FFA0_1 under `reading`; the plain reference loop (text reading) is timed
     beside the text reading only."""
-    flush_denormals()  # as `train` runs
     data = epoch_data(data, samples)
     dnn_exp, ff_exp = under(get("DNN_base"), reading), under(get("adj_FFA0_1"), reading)
+    set_denormals(ff_exp, device)  # the reading's, as `train` sets them (DNN_base's are the same)
     dnn_flops, ff_flops = Backprop.flops_per_sample(dnn_exp), FF.flops_per_sample(ff_exp)
     peak = peak_gflops(device, peak_n)
     torch.manual_seed(0)
@@ -97,6 +97,7 @@ def bench(
         row = {
             "device": str(device),
             "reading": reading,
+            "denormals": ff_exp.denormals.value,
             "batch": b,
             "peak_gflops": peak,
             "dnn_epoch_s": dnn_s,

@@ -21,6 +21,7 @@ from ffbench.core.data import FULL_TRAIN
 from ffbench.core.schedules import batch_slices, schedule
 from ffbench.core.settings import Experiment
 from ffbench.runner import RunOptions
+from ffbench.runner.loop import denormals_note
 from ffbench.runner.plan import BadRequest, Matrix, run_labels
 from ffbench.runner.progress import EpochProgress, Screen
 from ffbench.runner.store import (
@@ -73,6 +74,8 @@ def run_matrix(matrix: Matrix, options: RunOptions, screen: Screen) -> list[Outc
     if options.jobs > 1 and dev.type == "cuda":
         raise BadRequest("runs at once would share one GPU; use --jobs 1, or `ffbench sweep` on "
                          "a cluster", "--jobs")  # fmt: skip
+    if note := next(filter(None, (denormals_note(exp, dev) for exp, _ in matrix)), None):
+        screen.err.print(note, highlight=False)
     writable(options.runs_dir)
     data_dir = Path(options.data_dir or mnist.default_data_dir()).resolve()
     options = dataclasses.replace(options, data_dir=data_dir, device=dev.type)

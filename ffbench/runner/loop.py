@@ -18,20 +18,32 @@ from ffbench import methods
 from ffbench.core.data import MNIST, hold_out
 from ffbench.core.models import N_CLASSES
 from ffbench.core.schedules import schedule
-from ffbench.core.settings import Experiment
+from ffbench.core.settings import Denormals, Experiment
 from ffbench.methods import Method
 
 EVAL_CHUNK = 10000
 
 
-def flush_denormals() -> None:
-    """Treat float32 values under 1.2e-38 as 0 on the CPU (FTZ/DAZ), in this thread and the
-    intra-op threads it starts. Adam's first moment decays by 0.9 a step for a unit whose
-    gradient is 0 (a dead ReLU unit) and passes through the denormal range on its way to 0,
-    where every arithmetic operation is many times slower. Such a moment moves a weight by
-    ~lr * 1e-31, below a float32 step of any weight, so the weights come out the same
-    (tests/test_training.py)."""
-    torch.set_flush_denormal(True)
+def denormals_note(exp: Experiment, device: torch.device) -> str | None:
+    """What `denormals=flush` means off the CPU, where a run is about to use it: torch has no
+    flush-to-zero switch for CUDA kernels, which keep denormals (the run's device, in its name,
+    says which arithmetic it had)."""
+    if exp.denormals is Denormals.flush and device.type != "cpu":
+        return (f"note: denormals=flush flushes on the CPU only; on {device.type} torch keeps "
+                "them, as --set denormals=keep does")  # fmt: skip
+    return None
+
+
+def set_denormals(exp: Experiment, device: torch.device) -> None:
+    """Float32 values under 1.2e-38 as `exp.denormals` says, in this thread and the intra-op
+    threads it starts. `flush` (FTZ/DAZ) treats them as 0: Adam's first moment decays by 0.9 a
+    step for a unit whose gradient is 0 (a dead ReLU unit) and passes through the denormal range
+    on its way to 0, where every arithmetic operation is many times slower; such a moment moves
+    a weight by ~lr * 1e-31, below a float32 step of any weight (tests/test_training.py).
+    `keep` is IEEE 754's gradual underflow, what the authors' GPU computed: it changes the
+    arithmetic only where a value under 1.2e-38 occurs (L0's exp(-s) for a margin s past 87.3).
+    Either way a CUDA device keeps them (`denormals_note`)."""
+    torch.set_flush_denormal(exp.denormals is Denormals.flush)
 
 
 @dataclass
@@ -106,7 +118,7 @@ def train(
                          "on")  # fmt: skip
     if exp.validation:
         data = hold_out(data, exp.validation, seed)
-    flush_denormals()
+    set_denormals(exp, device)
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     cls = method or methods.get(exp.method)
