@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from ffbench import methods
+from ffbench.core.losses import Loss, code_loss_terms
 from ffbench.core.models import chunk_size
 from ffbench.methods.backprop import Backprop
 from ffbench.methods.ff import FF, ReferenceFF, other_image_negatives
 from ffbench.rows import get, under
-from ffbench.runner.loop import train
+from ffbench.runner.loop import set_denormals, train
 
 CPU = torch.device("cpu")
 
@@ -204,6 +205,51 @@ def test_flushing_denormals_leaves_adams_weights_unchanged():
     flushed, n_flushed = adam_with_decaying_moments(flush=True)
     assert n_kept == 20 * 20 and n_flushed == 0
     assert torch.equal(kept, flushed)
+
+
+def l0_terms_and_slopes(mode: str, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The code reading's plain L0 terms, log(exp(-s)), and their slopes d/ds, with denormals
+    as `mode` says (set as `train` sets them)."""
+    set_denormals(dataclasses.replace(under(get("FFA0"), "code"), denormals=mode), CPU)
+    try:
+        s = s.clone().requires_grad_()
+        terms = code_loss_terms(Loss.L0, s, s[:0], 0.0)
+        (slopes,) = torch.autograd.grad(terms.sum(), s)
+        return terms.detach(), slopes
+    finally:
+        torch.set_flush_denormal(False)  # torch's default: a comparison then sees a denormal
+
+
+def test_keep_and_flush_differ_exactly_where_a_value_falls_under_the_smallest_normal():
+    """Margins from 0 to 110 through L0's log(exp(-s)). torch's CPU exp and log build their
+    results with integer arithmetic that FTZ/DAZ leave alone, so the terms agree bit for bit
+    under both settings; the slope's arithmetic does not: where exp(-s) is denormal (s from
+    87.3 to 103.9) `flush` reads it as 0 and the slope is NaN (FFA0's break), `keep` gives ~-1
+    until 1/exp(-s) overflows (s past 88.7) and -inf after. Elsewhere they agree."""
+    s = torch.linspace(0.0, 110.0, 4401)
+    kept, kept_slope = l0_terms_and_slopes("keep", s)
+    flushed, flushed_slope = l0_terms_and_slopes("flush", s)
+    e, f32 = torch.exp(-s), torch.finfo(torch.float32)
+    denormal = (e > 0) & (e < f32.tiny)
+    assert 600 < int(denormal.sum()) < 700  # s in (87.3, 103.9), at steps of 0.025
+    same = lambda a, b: (a == b) | (a.isnan() & b.isnan())  # noqa: E731
+    assert same(kept, flushed).all()
+    assert same(kept_slope, flushed_slope)[~denormal].all()
+    assert flushed_slope[denormal].isnan().all()
+    overflows = s > math.log(f32.max)  # 88.7: 1/exp(-s) is inf
+    assert ((kept_slope[denormal & ~overflows] + 1).abs() < 1e-4).all()  # denormals round
+    assert (kept_slope[denormal & overflows] == -math.inf).all()
+
+
+def test_keep_and_flush_train_the_same_where_no_value_is_denormal(synthetic):
+    """Two epochs of adj_FFA1_2 (code reading) on the small synthetic set, whose margins stay
+    far from where exp leaves the normal range: the two settings train to the same digits."""
+    exp = dataclasses.replace(under(get("adj_FFA1_2"), "code"), epochs=2, batch_start=16,
+                              batch_final=64, sizes=(784, 20, 10))  # fmt: skip
+    runs = [train(dataclasses.replace(exp, denormals=mode), synthetic, CPU, seed=0)
+            for mode in ("keep", "flush")]  # fmt: skip
+    assert [r["loss"] for r in runs[0].records] == [r["loss"] for r in runs[1].records]
+    assert runs[0].confusion == runs[1].confusion
 
 
 @pytest.mark.parametrize(
