@@ -13,10 +13,11 @@ ffbench needs a newer torch than theirs). Run it with their torch (1.13):
 
     /path/to/venv-torch1.13/bin/python tests/authors_code.py adj_FFA1_2 --core DIR --seed 0
 
-It writes `runs/authors/<row>/seed-<S>-torch<version>/` (metrics.csv: epoch, batch, rate, loss;
-outcome.json: status, test accuracy, the test confusion matrix, training seconds; not named
-result.json, because it is not an ffbench run and `ffbench table` must not read it as one), each
-file written to a temporary name and moved into place.
+It writes `runs/reference/authors/<row>/seed-<S>-torch<version>/` (metrics.csv: epoch, batch,
+rate, loss; outcome.json: status, test accuracy, the test confusion matrix, training seconds;
+not named result.json, because it is not an ffbench run and `ffbench table` must not read it as
+one), each file written to a temporary name and moved into place; the report's `authors`
+placeholders (ffbench/report/commentary.py) read it there.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def main() -> None:
     parser.add_argument("--core", type=Path, required=True, help="their core/ folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=Path.home() / ".cache/ffbench/MNIST/raw")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "authors")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "reference" / "authors")
     args = parser.parse_args()
     missing = [f for f in ("FFA.py", "FFALayer.py", "dojo.py") if not (args.core / f).exists()]
     if missing:

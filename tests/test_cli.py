@@ -173,6 +173,7 @@ def test_readings_show_each_switch_under_each_reading():
     assert rows["theta"][2:4] == ["2.0", "0.5"]
     assert rows["batching"][2:4] == ["disjoint", "windows"]
     assert "core/dojo.py" in rows["batching"][5]
+    assert rows["denormals"][2:4] == ["flush", "keep"]  # the CPU's flush; the authors' GPU
 
 
 def test_a_set_setting_lands_in_the_run_and_the_table_groups_by_reading(tmp_path, mnist_root):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_results import fake_run
 from typer.testing import CliRunner
 
 import ffbench
@@ -173,27 +174,40 @@ def facts():
     return Facts(runs.assign(path=runs.path.map(lambda p: str(Path(p)))), REFERENCE)
 
 
-def result(pattern):
-    return json.loads(next(REFERENCE.glob(f"{pattern}/result.json")).read_text())
+def run_of(pattern, overrides=None, **config):
+    """The committed run directory matching `pattern` whose result.json records `overrides`
+    and whose config.json has the `config` values."""
+    for path in sorted(p.parent for p in REFERENCE.glob(f"{pattern}/result.json")):
+        recorded = json.loads((path / "result.json").read_text())["overrides"]
+        settings = json.loads((path / "config.json").read_text())
+        if recorded == (overrides or {}) and all(settings[k] == v for k, v in config.items()):
+            return path
+    raise LookupError(f"no run {pattern} with {overrides} and {config}")
+
+
+def result(path):
+    return json.loads((path / "result.json").read_text())
 
 
 def test_the_placeholders_read_the_run_files(facts):
-    seed0 = result("code/adj_FFA0_1/seed-0-cpu-b4f72c4b")
-    assert render("{{acc adj_FFA0_1 code seed=0}}", facts) == f"{100 * seed0['test_accuracy']:.2f}"
-    theta = next(
-        p
-        for p in REFERENCE.glob("code/adj_FFA0_1/seed-0-*")
-        if json.loads((p / "result.json").read_text())["overrides"] == {"theta": 2.0}
+    seed0 = result(run_of("code/adj_FFA0_1/seed-0-*", denormals="flush"))
+    flush = "set=denormals=flush"
+    assert render(f"{{{{acc adj_FFA0_1 code seed=0 {flush}}}}}", facts) == (
+        f"{100 * seed0['test_accuracy']:.2f}"
     )
-    flipped = json.loads((theta / "result.json").read_text())["test_accuracy"]
-    change = 100 * (flipped - seed0["test_accuracy"])
-    assert render("{{delta adj_FFA0_1 code seed=0 set=theta=2.0}}", facts) == f"{change:+.2f}"
-    assert render("{{diverged FFA0 code seed=0}}", facts) == str(
-        result("code/FFA0/seed-0-*")["diverged_epoch"]
+    theta = run_of("code/adj_FFA0_1/seed-0-*", {"theta": 2.0}, denormals="flush")
+    change = 100 * (result(theta)["test_accuracy"] - seed0["test_accuracy"])
+    assert render("{{delta adj_FFA0_1 code seed=0 set=theta=2.0 base=denormals=flush}}",
+                  facts) == f"{change:+.2f}"  # fmt: skip
+    ffa0 = run_of("code/FFA0/seed-0-*", denormals="flush")
+    assert render(f"{{{{diverged FFA0 code seed=0 {flush}}}}}", facts) == str(
+        result(ffa0)["diverged_epoch"]
     )
-    metrics = (REFERENCE / "code/FFA0/seed-0-cpu-9e9a0807/metrics.csv").read_text().splitlines()
+    metrics = (ffa0 / "metrics.csv").read_text().splitlines()
     margin = float(metrics[266].split(",")[5])  # epoch 266's margin_max (line 0 is the header)
-    assert render("{{at FFA0 code seed=0 col=margin_max epoch=266}}", facts) == f"{margin:.2f}"
+    assert render(f"{{{{at FFA0 code seed=0 col=margin_max epoch=266 {flush}}}}}", facts) == (
+        f"{margin:.2f}"
+    )
     assert render("{{notes adj_FFA0_1}} {{q 1.448 figure}}", facts) == "*49.80* *1.448*"
     with pytest.raises(ValueError, match="unknown source"):
         render("{{q 1.4 a-blog}}", facts)
@@ -203,6 +217,43 @@ def test_the_placeholders_read_the_run_files(facts):
         Missing, match=r"no finished run of FFA0 \(code, cpu, seed=7, its own settings\)"
     ):
         render("{{acc FFA0 code seed=7}}", facts)
+
+
+def test_the_authors_code_and_the_predictions_are_read_from_their_files(facts):
+    """`authors` reads the authors' own code run here (outcome.json, metrics.csv under
+    runs/reference/authors), `predicts` a run's confusion matrix, `agree` two runs' losses."""
+    folder = next((REFERENCE / "authors" / "adj_FFA1_2").glob("seed-0-torch*"))
+    outcome = json.loads((folder / "outcome.json").read_text())
+    assert render("{{authors adj_FFA1_2 seed=0 key=accuracy}}", facts) == (
+        f"{100 * outcome['test_accuracy']:.2f}"
+    )
+    last = (folder / "metrics.csv").read_text().splitlines()[400].split(",")
+    assert render("{{authors_at adj_FFA1_2 seed=0 col=loss epoch=400 dp=7}}", facts) == (
+        f"{float(last[3]):.7f}".replace("-", "−")
+    )
+    given = [sum(column) for column in zip(*outcome["confusion"], strict=True)]
+    top = max(range(10), key=given.__getitem__)
+    assert render("{{authors adj_FFA1_2 seed=0 key=predicts}}", facts).startswith(
+        f"{top} ({100 * given[top] / 10000:.0f} %)"
+    )
+    with pytest.raises(Missing, match="no run of the authors' code for adj_FFA1_2 seed 9"):
+        render("{{authors adj_FFA1_2 seed=9 key=accuracy}}", facts)
+
+
+def test_agree_says_where_two_runs_part(tmp_path):
+    """Two runs of one seed whose losses part at epoch 3: `agree` says until epoch 2."""
+    for suffix, losses, overrides in (("-a", [1.0, 0.9, 0.8], None),
+                                      ("-b", [1.0, 0.9, 0.7], {"theta": 2.0})):  # fmt: skip
+        path = fake_run(tmp_path / "code", "adj_FFA0_1", 0, "finished", 0.5, 9.0,
+                        reading="code", suffix=suffix, overrides=overrides)  # fmt: skip
+        lines = ["epoch,loss"] + [f"{e},{v}" for e, v in enumerate(losses, 1)]
+        (path / "metrics.csv").write_text("\n".join(lines) + "\n")
+    facts = Facts(load_runs(tmp_path), tmp_path)
+    agree = "{{agree adj_FFA0_1 code seed=0 other=theta=2.0}}"
+    assert render(agree, facts) == "to the last digit until epoch 2"
+    assert render("{{agree adj_FFA0_1 code seed=0 other=theta=2.0 col=epoch}}", facts) == (
+        "to the last digit at all 3 epochs"
+    )
 
 
 def test_the_reference_report_leaves_no_commentary_out():

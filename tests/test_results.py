@@ -154,6 +154,23 @@ def test_the_ablation_view_gives_each_flip_its_change_against_the_same_seeds(tmp
     assert [r[5] for r in rows] == ["-", "-", "0", "0,1"]
 
 
+def test_an_ablation_made_before_a_switch_existed_keeps_its_own_unflipped_runs(tmp_path):
+    """Every run of an ablation made before `denormals` existed carries its value then
+    (denormals=flush): those are its unflipped runs, each flip shows as the one setting it adds,
+    and a later run of the row's own settings does not become their base."""
+    code, flush = tmp_path / "code", {"denormals": "flush"}
+    for suffix, acc, flip in (("-a", 0.50, {}), ("-b", 0.60, {"theta": 2.0}),
+                              ("-c", 0.40, {"bias": True})):  # fmt: skip
+        fake_run(code, "adj_FFA0_1", 0, "finished", acc, 1400.0, reading="code",
+                 overrides=flush | flip, suffix=suffix)  # fmt: skip
+    fake_run(code, "adj_FFA0_1", 0, "finished", 0.55, 1400.0, reading="code", suffix="-d")
+    runs = results.load_runs(tmp_path)
+    assert results.ablation_base(runs, "adj_FFA0_1", "code") == "denormals=flush"
+    header, rows = results.ablation(runs, "adj_FFA0_1")
+    assert [r[1] for r in rows] == ["(none)", "bias=True", "theta=2.0"]
+    assert [r[4] for r in rows] == ["-", "-10.00", "+10.00"]
+
+
 def test_cpu_and_gpu_runs_are_never_averaged_together(tmp_path):
     fake_run(tmp_path, "DNN_base", 0, "finished", 0.975, 500.0)
     path = fake_run(tmp_path, "DNN_base", 1, "finished", 0.976, 20.0, suffix="-cuda")

@@ -12,7 +12,7 @@ from ffbench.core.models import chunk_size
 from ffbench.methods.backprop import Backprop
 from ffbench.methods.ff import FF, ReferenceFF, other_image_negatives
 from ffbench.rows import get, under
-from ffbench.runner.loop import set_denormals, train
+from ffbench.runner.loop import denormals_note, set_denormals, train
 
 CPU = torch.device("cpu")
 
@@ -239,6 +239,16 @@ def test_keep_and_flush_differ_exactly_where_a_value_falls_under_the_smallest_no
     overflows = s > math.log(f32.max)  # 88.7: 1/exp(-s) is inf
     assert ((kept_slope[denormal & ~overflows] + 1).abs() < 1e-4).all()  # denormals round
     assert (kept_slope[denormal & overflows] == -math.inf).all()
+
+
+def test_flush_on_a_gpu_is_said_not_silently_ignored():
+    """torch flushes denormals on the CPU only: a run that asks for it on CUDA is told that
+    its kernels keep them; `keep`, and any CPU run, need no note."""
+    exp = under(get("FF_best"), "text")
+    assert "on the CPU only" in denormals_note(exp, torch.device("cuda"))
+    assert denormals_note(exp, CPU) is None
+    kept = dataclasses.replace(exp, denormals="keep")
+    assert denormals_note(kept, torch.device("cuda")) is None
 
 
 def test_keep_and_flush_train_the_same_where_no_value_is_denormal(synthetic):

@@ -14,6 +14,14 @@ Runs are chosen by row, reading, seed, device (default cpu) and `set` (the run's
                     metrics.csv of one run: `col` at `epoch`, at the last epoch, its largest and
                     the epoch of it
   diverged          the epoch at which a run diverged (result.json)
+  predicts          the labels a run gives the test images (its confusion matrix), with shares
+  agree             where one run's `col` (default loss) and another's of the same seed, the
+                    second with `other` as its overrides, part: "to the last digit at all N
+                    epochs", or "to the last digit until epoch E"
+  authors, authors_at
+                    the authors' own code run here (tests/authors_code.py; RUNS/authors/ROW/
+                    seed-S-torch*/): key=accuracy, seconds, predicts, torch from outcome.json;
+                    `col` at `epoch` from its metrics.csv
   time, times       training seconds of one run; `low–high` over a row's runs
   layout            minutes to train the notes' rows once, two at a time, longest first, at
                     each row's mean (of=min: fastest) training time
@@ -45,6 +53,7 @@ import pandas as pd
 import torch
 
 from ffbench.report.studies import choice, study_runs, study_table
+from ffbench.report.table import predicts
 from ffbench.rows import PAPER_ROWS, studies
 from ffbench.rows.paper import PAPER
 from ffbench.runner.store import read_json
@@ -112,7 +121,8 @@ def listing(items: list[str]) -> str:
 
 PLACEHOLDERS = (
     "acc err mean seeds ids delta at last best best_epoch "
-    "diverged time times layout machines setting env cell choice bench notes q const"
+    "diverged predicts agree authors authors_at time times layout machines setting env cell "
+    "choice bench notes q const"
 )
 
 
@@ -181,9 +191,11 @@ class Facts:
     def ids(self, row, reading, **kw):
         return listing([str(s) for s in self.select(row, reading, **kw).seed])
 
-    def delta(self, row, reading, seed, set, **kw):
-        flipped = self.one(row, reading, seed, set=set, finished=True, **kw).test_accuracy
-        plain = self.one(row, reading, seed, finished=True, **kw).test_accuracy
+    def delta(self, row, reading, seed, set, base="", **kw):
+        """The flip `set` against the same seed; `base`: overrides both runs share."""
+        both = ",".join(filter(None, [base, set]))
+        flipped = self.one(row, reading, seed, set=both, finished=True, **kw).test_accuracy
+        plain = self.one(row, reading, seed, set=base, finished=True, **kw).test_accuracy
         return signed(100 * (flipped - plain))
 
     def at(self, row, reading, seed, col, epoch, dp="2", **kw):
@@ -208,6 +220,44 @@ class Facts:
         if run.status != "diverged":
             raise ValueError(f"{row} ({reading}, seed {seed}) did not diverge: {run.status}")
         return str(int(run.diverged_epoch))
+
+    def predicts(self, row, reading, seed, **kw):
+        run = self.one(row, reading, seed, **kw)
+        if run.predicted is None:
+            raise Missing(f"{run.path}/result.json has no confusion matrix")
+        return predicts([run.predicted])
+
+    def agree(self, row, reading, seed, other, col="loss", **kw):
+        mine = self.metrics(row, reading, seed, col, **kw).set_index("epoch").value
+        theirs = self.metrics(row, reading, seed, col, set=other, **kw).set_index("epoch").value
+        both = mine.index.intersection(theirs.index)
+        apart = both[(mine[both] != theirs[both]).to_numpy()]
+        if len(apart) == 0:
+            return f"to the last digit at all {len(both)} epochs"
+        return f"to the last digit until epoch {int(apart[0]) - 1}"
+
+    def _authors(self, row, seed) -> Path:
+        found = sorted((self.runs_dir / "authors" / row).glob(f"seed-{seed}-torch*"))
+        if not found or not (found[-1] / "outcome.json").is_file():
+            raise Missing(f"no run of the authors' code for {row} seed {seed} under "
+                          f"{self.runs_dir}/authors")  # fmt: skip
+        return found[-1]
+
+    def authors(self, row, seed, key, dp="2"):
+        outcome = read_json(self._authors(row, seed) / "outcome.json")
+        if key == "predicts":
+            return predicts([tuple(map(sum, zip(*outcome["confusion"], strict=True)))])
+        if key == "torch":
+            return outcome["torch"].split("+")[0]
+        value = {"accuracy": 100 * outcome["test_accuracy"], "seconds": outcome["train_seconds"]}
+        return number(value[key], int(dp))
+
+    def authors_at(self, row, seed, col, epoch, dp="2"):
+        m = pd.read_csv(self._authors(row, seed) / "metrics.csv")
+        found = m[m.epoch == int(epoch)]
+        if found.empty:
+            raise ValueError(f"the authors' {row} (seed {seed}) has no {col} at epoch {epoch}")
+        return number(found[col].iloc[0], int(dp))
 
     def time(self, row, reading, seed, dp="0", **kw):
         return number(self.one(row, reading, seed, **kw).train_seconds, int(dp))

@@ -23,7 +23,16 @@ from ffbench.report.commentary import Facts, Missing, render, templates
 from ffbench.report.figures import plt
 from ffbench.report.formats import markdown
 from ffbench.report.studies import study_runs, study_table
-from ffbench.report.table import ablation, aggregate, display_rows, load_runs, side_by_side
+from ffbench.report.table import (
+    ablation,
+    ablation_base,
+    ablation_changes,
+    aggregate,
+    display_rows,
+    load_runs,
+    predicts,
+    side_by_side,
+)
 from ffbench.rows import PAPER_ROWS, readings, studies
 from ffbench.rows.paper import PAPER
 from ffbench.runner.store import read_json, write_atomic
@@ -118,15 +127,15 @@ def place(paper: float, seeds: np.ndarray) -> str:
     return f"{where} (rank {below + 1} of {len(seeds) + 1})"
 
 
-def notes_rows(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The runs of the notes' rows that the report reads as the reproduction: those made with
-    the settings most of them share (the rows' own, or e.g. `epochs=2` throughout after `make
-    reproduce EPOCHS=2`), and those settings."""
+def notes_rows(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The runs of the notes' rows that the report reads as the reproduction: under each
+    reading, those made with the settings most of its runs share (the rows' own; `epochs=2`
+    throughout after `make reproduce EPOCHS=2`; `denormals=flush` for the code reading's runs
+    made before it kept them), and those settings by reading, where they are not the rows' own."""
     mine = runs[runs.experiment.isin(PAPER_ROWS)]
-    if mine.empty:
-        return mine, ""
-    common = mine.overrides.value_counts().index[0]
-    return mine[mine.overrides == common].assign(overrides=""), common
+    common = {r: g.overrides.value_counts().index[0] for r, g in mine.groupby("reading")}
+    chosen = mine[[common[r] == o for r, o in zip(mine.reading, mine.overrides, strict=True)]]
+    return chosen.assign(overrides=""), {r: o for r, o in common.items() if o}
 
 
 def reproduction(report: Report, runs: pd.DataFrame) -> None:
@@ -136,9 +145,11 @@ def reproduction(report: Report, runs: pd.DataFrame) -> None:
     if plain.empty:
         report.left_out.append("reproduction (no runs of the notes' rows)")
         return
-    headline = report.readme["reproduction-table"] = markdown(*side_by_side(aggregate(plain)))
-    text = f"All runs made with {common}, not the rows' own settings.\n\n" if common else ""
-    text += headline + "\nEach row's seeds against the paper's number (CPU runs):\n\n"
+    text = "".join(f"The {reading} reading's runs made with {overrides}, not the rows' own "
+                   "settings.\n\n" for reading, overrides in common.items())  # fmt: skip
+    text += markdown(*side_by_side(aggregate(plain)))
+    report.readme["reproduction-table"] = text
+    text += "\nEach row's seeds against the paper's number (CPU runs):\n\n"
     lines = []
     cpu = plain[plain.device.str.startswith("cpu")]
     for name in PAPER_ROWS:
@@ -216,10 +227,12 @@ def curves(report: Report, runs: pd.DataFrame) -> None:
 
 def confusions(report: Report, runs: pd.DataFrame) -> None:
     """The test confusion matrix of each notes' row and reading, summed over the seeds whose
-    runs recorded one (result.json's `confusion`)."""
-    plain = notes_rows(runs)[0]
+    runs recorded one (result.json's `confusion`): the runs the reproduction reads, and those
+    with the rows' own settings."""
+    own = runs[runs.experiment.isin(PAPER_ROWS) & (runs.overrides == "")]
+    chosen = pd.concat([notes_rows(runs)[0], own]).drop_duplicates("path")
     summed: dict[tuple[str, str], np.ndarray] = {}
-    for r in plain[plain.status == "finished"].itertuples():
+    for r in chosen[chosen.status == "finished"].itertuples():
         matrix = read_json(Path(r.path) / "result.json").get("confusion")
         if matrix is not None:
             key = (r.experiment, r.reading)
@@ -245,19 +258,25 @@ def confusions(report: Report, runs: pd.DataFrame) -> None:
 
 
 def ablations(report: Report, runs: pd.DataFrame) -> None:
-    """Every row with runs that change its settings under the code reading: each change."""
-    switch = rf"({'|'.join(s.name for s in readings.SWITCHES)})=[^ ]+"
-    flipped = runs[runs.overrides.str.fullmatch(switch) & (runs.reading == "code")]
-    plain = runs[(runs.overrides == "") & (runs.reading == "code")]
-    names = [n for n in PAPER_ROWS if n in set(flipped.experiment) & set(plain.experiment)]
+    """Every row with CPU runs that flip one switch of its code reading's: each flip."""
+    cpu = runs[runs.device.astype(str).str.startswith("cpu")]
+    code = cpu[cpu.reading == "code"]
+
+    def ablated(name: str) -> bool:  # unflipped runs and at least one flip
+        flipped = ablation_changes(code, name).get("flipped", pd.Series(dtype=str))
+        return (flipped == "").any() and (flipped != "").any()
+
+    names = [n for n in PAPER_ROWS if ablated(n)]
     if not names:
         report.left_out.append("ablation (no `ffbench ablate` runs)")
         return
     text = ""
     for name in names:
-        header, rows = ablation(runs, name)
-        text += f"### {name}\n\n" + markdown(header, rows) + "\n"
-        fig = figures.ablation_figure(runs, name, "code", None)
+        header, rows = ablation(cpu, name)
+        shared = ablation_base(code, name, "code")
+        text += f"### {name}\n\n" + (f"Every run here with {shared}.\n\n" if shared else "")
+        text += markdown(header, rows) + "\n"
+        fig = figures.ablation_figure(code, name, "code", None)
         text += report.figure(f"ablation_{name}", fig, f"ablation of {name}") + "\n"
     report.add("ablations", "What each switch does (ablation)", text)
 
@@ -321,6 +340,49 @@ def speed(report: Report, runs: pd.DataFrame) -> None:
         pass
 
 
+L1_ROWS = ("adj_FFA1_0", "adj_FFA1_1", "adj_FFA1_2")
+
+
+def authors_outcomes(runs_dir: Path, name: str) -> list[dict]:
+    """The authors' own code run here on row `name` (tests/authors_code.py writes
+    RUNS/authors/<row>/seed-S-torch<version>/outcome.json)."""
+    return [read_json(p) for p in sorted((runs_dir / "authors" / name).glob("*/outcome.json"))]
+
+
+def traced(report: Report, runs: pd.DataFrame, runs_dir: Path) -> None:
+    """The adjusted L1 rows (issue 23): under the code reading with denormals kept (its own
+    settings) and flushed (the runs made before), and the authors' own code run here, each
+    with its seeds, the paper's place among them and the labels they predict."""
+    code = runs[(runs.reading == "code") & runs.device.astype(str).str.startswith("cpu")
+                & (runs.status == "finished")]  # fmt: skip
+    kinds = {"": "ffbench, denormals kept", "denormals=flush": "ffbench, denormals flushed"}
+    lines = []
+    for name in L1_ROWS:
+        paper = PAPER[name].accuracy
+        for overrides, kind in kinds.items():
+            g = code[(code.experiment == name) & (code.overrides == overrides)]
+            if g.empty:
+                continue
+            acc = np.sort(g.test_accuracy.to_numpy() * 100)
+            counts = [c for c in g.predicted if c is not None]
+            lines.append([name, f"{paper:.2f}", kind, str(len(acc)),
+                          ", ".join(f"{a:.2f}" for a in acc), place(paper, acc),
+                          f"{predicts(counts)} (n={len(counts)})" if counts else "-"])  # fmt: skip
+        for out in authors_outcomes(runs_dir, name):
+            counts = [tuple(map(sum, zip(*out["confusion"], strict=True)))]
+            acc = np.array([100 * out["test_accuracy"]])
+            lines.append([name, f"{paper:.2f}", f"their code, torch {out['torch'].split('+')[0]}",
+                          "1", f"{acc[0]:.2f}", place(paper, acc), predicts(counts)])  # fmt: skip
+    if not lines:
+        report.left_out.append("the L1 rows traced (no code-reading runs of them)")
+        return
+    header = ["Row", "Paper %", "Trained by", "n", "Seeds %", "The paper's number", "Predicts"]
+    text = ("The adjusted L1 rows under the code reading, on this project's CPUs, seed by seed, "
+            "beside the authors' own code (their core/ at d04dcf3, unchanged) run here by "
+            "tests/authors_code.py:\n\n" + markdown(header, lines))  # fmt: skip
+    report.add("traced", "The L1 rows and the plain rows' NaN, traced", text)
+
+
 def benchmarks(report: Report, runs_dir: Path) -> None:
     """`ffbench bench --save`'s measurements under RUNS/bench/, with the machine of each."""
     files = sorted((runs_dir / "bench").glob("*.json"))
@@ -354,7 +416,10 @@ def build(runs_dir: Path) -> Report:
     report = Report(Facts(runs, Path(runs_dir)))
     reproduction(report, runs)
     readings_section(report)
-    for section in (curves, confusions, ablations, beyond):
+    for section in (curves, confusions):
+        section(report, runs)
+    traced(report, runs, Path(runs_dir))
+    for section in (ablations, beyond):
         section(report, runs)
     study_sections(report, runs_dir)
     speed(report, runs)

@@ -144,7 +144,7 @@ def ablation_figure(runs: pd.DataFrame, name: str, reading: str, path: Path | No
     as a figure where `path` is None."""
     table = ablation_changes(runs, name)
     table = table[table.reading == reading]
-    base, flips = table[table.overrides == ""], table[table.overrides != ""]
+    base, flips = table[table.flipped == ""], table[table.flipped != ""]
     if base.empty or flips.empty:
         raise ValueError(f"no {reading} runs of {name} with and without a flip; run "
                          f"`ffbench ablate {name} --reading {reading}` first")  # fmt: skip
@@ -163,11 +163,12 @@ def ablation_figure(runs: pd.DataFrame, name: str, reading: str, path: Path | No
         text = "diverged" if math.isnan(r.accuracy) else f"{r.accuracy:.2f} %"
         ax.annotate(f"{text} (seed {seeds})", (0, i), xytext=(4, 0), textcoords="offset points",
                     va="center", fontsize=8)  # fmt: skip
-    ax.set_yticks(list(y), list(flips.overrides))
+    ax.set_yticks(list(y), list(flips.flipped))
     ax.axvline(0, color="black", linewidth=0.8)
+    shared = f", {base.base.iloc[0]} throughout" if base.base.iloc[0] else ""
     ax.set(xlabel="change in test accuracy (points), against the unflipped run of the same seed",
-           title=f"{name}, {reading} reading ({base.accuracy.iloc[0]:.2f} %, n={base.n.iloc[0]}): "
-           "one switch flipped at a time")  # fmt: skip
+           title=f"{name}, {reading} reading{shared} ({base.accuracy.iloc[0]:.2f} %, "
+           f"n={base.n.iloc[0]}): one switch flipped at a time")  # fmt: skip
     ax.grid(axis="x", alpha=0.3)
     return fig if path is None else save(fig, path)
 

@@ -205,22 +205,43 @@ def side_by_side(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _extends(overrides: str, base: str) -> bool:
+    """`overrides` is `base` with one more setting."""
+    o, b = set(overrides.split()), set(base.split())
+    return b < o and len(o - b) == 1
+
+
+def ablation_base(runs: pd.DataFrame, name: str, reading: str) -> str:
+    """The overrides of `name`'s unflipped runs under `reading`: of its runs' sets of overrides,
+    the one that the most others extend by one setting ("" on a tie, or when none is extended).
+    An ablation made before a switch existed carries that switch in every run (`denormals=flush`)
+    and is still read as the ablation it was."""
+    groups = sorted(set(runs[(runs.experiment == name) & (runs.reading == reading)].overrides))
+    count = {b: sum(_extends(o, b) for o in groups) for b in groups}
+    return next((b for b in groups if count[b] == max(count.values()) > 0), "")
+
+
 def ablation_changes(runs: pd.DataFrame, name: str) -> pd.DataFrame:
     """The runs of one row (`ffbench ablate NAME`) aggregated: per reading, the unflipped runs
-    first, then each set of overrides (a flipped switch), with `change`, its accuracy minus the
-    unflipped runs' of the same seeds in points (NaN where they share no seed, and for the
-    unflipped), and `paired_seeds`, the seeds that change is over."""
+    first (`ablation_base`), then each set of overrides that adds one switch to theirs, with
+    `flipped` (that switch), `change`, its accuracy minus the unflipped runs' of the same seeds
+    in points (NaN where they share no seed, and for the unflipped), and `paired_seeds`, the
+    seeds that change is over; `base`, the overrides they all share."""
     mine = runs[runs.experiment == name]
     out = []
     for reading, g in aggregate(mine).groupby("reading", sort=False):
         of_reading = mine[mine.reading == reading]
-        base = of_reading[of_reading.overrides == ""].groupby("seed").test_accuracy.mean()
-        for r in pd.concat([g[g.overrides == ""], g[g.overrides != ""]]).to_dict("records"):
+        shared = ablation_base(runs, name, reading)
+        base = of_reading[of_reading.overrides == shared].groupby("seed").test_accuracy.mean()
+        one = g[[_extends(o, shared) for o in g.overrides]]
+        for r in pd.concat([g[g.overrides == shared], one]).to_dict("records"):
             flipped = of_reading[of_reading.overrides == r["overrides"]]
             both = flipped[flipped.seed.isin(base.index)]
-            paired = r["overrides"] != "" and not both.empty
+            paired = r["overrides"] != shared and not both.empty
             diff = both.test_accuracy.values - base[both.seed].values
-            out.append(r | {"change": 100 * diff.mean() if paired else math.nan,
+            extra = " ".join(sorted(set(r["overrides"].split()) - set(shared.split())))
+            out.append(r | {"flipped": extra, "base": shared,
+                            "change": 100 * diff.mean() if paired else math.nan,
                             "paired_seeds": sorted(both.seed) if paired else []})  # fmt: skip
     return pd.DataFrame(out)
 
@@ -233,7 +254,7 @@ def ablation(runs: pd.DataFrame, name: str) -> tuple[list[str], list[list[str]]]
     for r in ablation_changes(runs, name).itertuples():
         seeds = ",".join(map(str, r.paired_seeds)) or "-"
         change = "-" if math.isnan(r.change) else _signed(r.change)
-        rows.append([r.reading, r.overrides or "(none)", str(r.n), _accuracy(r), change, seeds,
+        rows.append([r.reading, r.flipped or "(none)", str(r.n), _accuracy(r), change, seeds,
                      _mmss(r.time_s), _status_text(r)])  # fmt: skip
     return header, rows
 
