@@ -241,6 +241,27 @@ def test_keep_and_flush_differ_exactly_where_a_value_falls_under_the_smallest_no
     assert (kept_slope[denormal & overflows] == -math.inf).all()
 
 
+def test_an_epochs_loss_is_the_mean_of_its_batches_to_double_precision(synthetic, monkeypatch):
+    """The loss an epoch records is its batches' mean loss summed in float64, as the authors'
+    dojo sums `loss.item()` (core/dojo.py:75-77). Summed in float32 it drifted: adj_FFA1_2's
+    epoch 1 (1200 windows of 50) read -1.4481179 where its batches' mean is -1.4481015, the
+    authors' code -1.4481013. Here 64 windows of one pair under the code reading."""
+    terms = []
+    original = FF.layer_losses
+
+    def recording(self, layers, x, k):
+        loss = original(self, layers, x, k)
+        terms.append(float(loss.detach() / (2 * k) * k))  # what the epoch adds, in float32
+        return loss
+
+    monkeypatch.setattr(FF, "layer_losses", recording)
+    exp = dataclasses.replace(under(get("adj_FFA1_2"), "code"), sizes=(784, 20, 10))
+    method = FF(exp, synthetic, CPU)
+    loss = method.train_epoch(None, 1, torch.Generator().manual_seed(0))
+    assert len(terms) == 2 * 64  # two layers a window
+    assert loss.dtype == torch.float64 and float(loss) == pytest.approx(sum(terms) / 64, rel=1e-13)
+
+
 def test_flush_on_a_gpu_is_said_not_silently_ignored():
     """torch flushes denormals on the CPU only: a run that asks for it on CUDA is told that
     its kernels keep them; `keep`, and any CPU run, need no note."""

@@ -51,7 +51,7 @@ class Backprop(Method):
         perm = torch.randperm(n, device=self.x_train.device, generator=gen)
         x, y = self.x_train[perm], self.data.y_train[perm]
         (opt,) = self.optimizers
-        total = torch.zeros((), device=x.device)
+        total = torch.zeros((), dtype=torch.float64, device=x.device)
         seen = 0
         for s, b in batch_slices(n, batch, self.exp.batching):
             opt.zero_grad(set_to_none=True)
@@ -63,7 +63,7 @@ class Backprop(Method):
     def batch_gradients(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
         """Set every parameter's .grad for one batch; returns the batch's mean loss (detached)."""
         b = len(x)
-        total = torch.zeros((), device=x.device)
+        total = torch.zeros((), dtype=torch.float64, device=x.device)
         for c in range(0, b, self.chunk):
             loss = self.loss_of(self.model(x[c : c + self.chunk]), y[c : c + self.chunk], b)
             loss.backward()

@@ -161,7 +161,7 @@ class FF(Method):
         passes = layer_passes(self.exp.layer_order, len(self.model.layers), phase)
         chunk = min(batch, n, self.chunk)
         buf = self.x_base.new_empty(2 * chunk, width)
-        total = torch.zeros((), device=self.x_base.device)
+        total = torch.zeros((), dtype=torch.float64, device=self.x_base.device)
         seen = 0
         for s, b in batch_slices(n, batch, self.exp.batching):
             idx = perm[s : s + b]
@@ -199,7 +199,7 @@ class ReferenceFF(FF):
         n = len(d.x_train)
         perm = torch.randperm(n, device=d.x_train.device, generator=gen)
         draw = other_image_negatives(perm, d.y_train, gen)
-        total = torch.zeros((), device=d.x_train.device)
+        total = torch.zeros((), dtype=torch.float64, device=d.x_train.device)
         for s in range(0, n, batch):
             idx = perm[s : s + batch]
             neg_images, labels = draw(s, len(idx))

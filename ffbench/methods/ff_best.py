@@ -226,7 +226,7 @@ class FFBest(Method):
         n = len(self.x0_train)
         perm = torch.randperm(n, device=self.x0_train.device, generator=gen)
         (opt,) = self.optimizers
-        total = torch.zeros((), device=self.x0_train.device)
+        total = torch.zeros((), dtype=torch.float64, device=self.x0_train.device)
         seen = 0
         for s, b in batch_slices(n, batch, self.exp.batching):
             opt.zero_grad(set_to_none=True)
