@@ -6,9 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ffbench import methods
+from ffbench.core import data
 from ffbench.core.models import MLP
 from ffbench.methods.forward_grad import (
+    Perturbation,
     activity_perturbed,
+    estimate,
     joint_activity_perturbed,
     weight_perturbed,
 )
@@ -122,6 +126,26 @@ def test_local_perturbation_estimates_the_gradient_of_the_local_loss():
     est = sum(activity_perturbed(model, x, y, gen, heads)[1]["net.0.weight"] for _ in range(4000))
     est = est / 4000
     assert torch.nn.functional.cosine_similarity(est.flatten(), local_w.flatten(), dim=0) > 0.97
+
+
+def test_local_losses_leave_no_graph_in_grad():
+    """Local losses' jvp reads the heads' parameters; the estimate is the same numbers with or
+    without a backward graph, and what reaches `.grad` carries none (issue 24)."""
+    model, x, y, _ = small_problem()
+    heads = torch.nn.ModuleList([torch.nn.Linear(5, 3).double()])
+    _, with_graph = activity_perturbed(model, x, y, torch.Generator().manual_seed(3), heads)
+    assert with_graph["net.0.weight"].requires_grad  # what a plain call closes over
+    _, est = estimate(Perturbation.local, model, x, y, torch.Generator().manual_seed(3), heads)
+    assert all(torch.equal(est[k], with_graph[k].detach()) for k in est)
+    g = torch.Generator().manual_seed(0)
+    labels = lambda n: torch.randint(0, 10, (n,), generator=g)  # noqa: E731
+    tiny = data.MNIST(torch.rand(16, 784, generator=g), labels(16), torch.rand(8, 784, generator=g),
+                      labels(8))  # fmt: skip
+    exp = dataclasses.replace(get("FG_local"), sizes=(784, 20, 10))
+    method = methods.get(exp.method)(exp, tiny, torch.device("cpu"))
+    method.batch_gradients(tiny.x_train, tiny.y_train, torch.Generator().manual_seed(1))
+    grads = [p.grad for m in method.modules().values() for p in m.parameters()]
+    assert all(g is not None and not g.requires_grad and g.grad_fn is None for g in grads)
 
 
 @pytest.mark.parametrize(

@@ -148,8 +148,11 @@ def _local_step(names: dict[int, str], layer: torch.nn.Linear, grad_z, h) -> dic
     return grads
 
 
+@torch.no_grad()
 def estimate(kind: Perturbation, model: MLP, x, y, gen: torch.Generator, heads=None):
-    """(loss, {name: gradient estimate}) by the estimator `kind` names."""
+    """(loss, {name: gradient estimate}) by the estimator `kind` names. Forward-mode AD needs no
+    backward graph: without no_grad, local losses' jvp closed over the heads' parameters and
+    every estimate carried a graph into `.grad` (the same numbers, held in memory)."""
     if kind == Perturbation.weight:
         return weight_perturbed(model, x, y, gen)
     if kind == Perturbation.joint:
