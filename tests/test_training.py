@@ -207,14 +207,15 @@ def test_flushing_denormals_leaves_adams_weights_unchanged():
     assert torch.equal(kept, flushed)
 
 
-def l0_terms_and_slopes(mode: str, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The code reading's plain L0 terms, log(exp(-s)), and their slopes d/ds, with denormals
-    as `mode` says (set as `train` sets them)."""
+def l0_terms_and_slopes(mode: str, s: torch.Tensor, scale: float = 1.0):
+    """The code reading's plain L0 terms, log(exp(-s)), and their slopes d/ds of `scale` times
+    their sum (training's loss is their mean over a batch's 2B terms), with denormals as `mode`
+    says (set as `train` sets them)."""
     set_denormals(dataclasses.replace(under(get("FFA0"), "code"), denormals=mode), CPU)
     try:
         s = s.clone().requires_grad_()
         terms = code_loss_terms(Loss.L0, s, s[:0], 0.0)
-        (slopes,) = torch.autograd.grad(terms.sum(), s)
+        (slopes,) = torch.autograd.grad(terms.sum() * scale, s)
         return terms.detach(), slopes
     finally:
         torch.set_flush_denormal(False)  # torch's default: a comparison then sees a denormal
@@ -225,7 +226,8 @@ def test_keep_and_flush_differ_exactly_where_a_value_falls_under_the_smallest_no
     results with integer arithmetic that FTZ/DAZ leave alone, so the terms agree bit for bit
     under both settings; the slope's arithmetic does not: where exp(-s) is denormal (s from
     87.3 to 103.9) `flush` reads it as 0 and the slope is NaN (FFA0's break), `keep` gives ~-1
-    until 1/exp(-s) overflows (s past 88.7) and -inf after. Elsewhere they agree."""
+    until 1/exp(-s) overflows (s past 88.7, for a slope of scale one: the next test) and -inf
+    after. Elsewhere they agree."""
     s = torch.linspace(0.0, 110.0, 4401)
     kept, kept_slope = l0_terms_and_slopes("keep", s)
     flushed, flushed_slope = l0_terms_and_slopes("flush", s)
@@ -260,6 +262,19 @@ def test_an_epochs_loss_is_the_mean_of_its_batches_to_double_precision(synthetic
     loss = method.train_epoch(None, 1, torch.Generator().manual_seed(0))
     assert len(terms) == 2 * 64  # two layers a window
     assert loss.dtype == torch.float64 and float(loss) == pytest.approx(sum(terms) / 64, rel=1e-13)
+
+
+def test_kept_denormals_break_l0_where_the_batchs_slope_overflows():
+    """In training the slope is scaled by 1/(2B) (the mean over a batch's terms), so under
+    `keep` log's backward, scale / exp(-s), overflows only past s = 88.7 + ln 2B: FFA0 at its
+    final batch of 60000 survives margins to about 100, where `flush` breaks at 87.3."""
+    b = 60000
+    s = torch.tensor([87.0, 95.0, 99.0, 101.0, 103.0])
+    _, kept = l0_terms_and_slopes("keep", s, 1 / (2 * b))
+    _, flushed = l0_terms_and_slopes("flush", s, 1 / (2 * b))
+    edge = math.log(torch.finfo(torch.float32).max) + math.log(2 * b)  # 100.4
+    assert kept[s < edge].isfinite().all() and (kept[s > edge] == -math.inf).all()
+    assert flushed[0].isfinite() and flushed[1:].isnan().all()
 
 
 def test_flush_on_a_gpu_is_said_not_silently_ignored():
