@@ -16,7 +16,15 @@ from typer.testing import CliRunner
 import ffbench
 from ffbench.cli import app
 from ffbench.report.commentary import Facts, Missing, bare_numbers, render, templates
-from ffbench.report.document import block_of, bootstrap_ci, build, markers, place, write
+from ffbench.report.document import (
+    block_of,
+    bootstrap_ci,
+    build,
+    markers,
+    notes_rows,
+    place,
+    write,
+)
 from ffbench.report.table import load_runs
 
 REFERENCE = Path(__file__).parents[1] / "runs" / "reference"
@@ -238,6 +246,26 @@ def test_the_authors_code_and_the_predictions_are_read_from_their_files(facts):
     )
     with pytest.raises(Missing, match="no run of the authors' code for adj_FFA1_2 seed 9"):
         render("{{authors adj_FFA1_2 seed=9 key=accuracy}}", facts)
+
+
+def test_each_reading_is_reproduced_by_the_settings_most_of_its_runs_share(tmp_path):
+    """The code reading's runs made before a switch existed (denormals=flush) outnumber its
+    reruns: the reproduction reads them, and says so; the text reading's own runs stand."""
+    flush = {"denormals": "flush"}
+    for seed in (0, 1):
+        fake_run(tmp_path / "code", "adj_FFA0_1", seed, "finished", 0.5, 9.0, reading="code",
+                 overrides=flush)  # fmt: skip
+        fake_run(tmp_path / "text", "adj_FFA0_1", seed, "finished", 0.1, 9.0)
+    fake_run(tmp_path / "code", "adj_FFA0_1", 0, "finished", 0.6, 9.0, reading="code",
+             suffix="-kept")  # fmt: skip
+    chosen, common = notes_rows(load_runs(tmp_path))
+    assert common == {"code": "denormals=flush"}
+    assert sorted(zip(chosen.reading, chosen.test_accuracy, strict=True)) == [
+        ("code", 0.5),
+        ("code", 0.5),
+        ("text", 0.1),
+        ("text", 0.1),
+    ]
 
 
 def test_agree_says_where_two_runs_part(tmp_path):

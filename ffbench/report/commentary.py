@@ -74,6 +74,8 @@ _F32 = torch.finfo(torch.float32)
 CONSTANTS = {
     "exp_overflow": (math.log(_F32.max), 1),  # exp(s) is inf in float32 past this s
     "exp_flush": (-math.log(_F32.tiny), 1),  # exp(-s) is 0 past this s where denormals flush
+    # with denormals kept, L0's slope (1 / 2B) / exp(-s) is inf past this s at B = 60000
+    "kept_break_final": (math.log(_F32.max) + math.log(2 * 60000), 1),
     "blind_floor": (2 * math.log(2), 4),  # two layers' mean ln(1 + exp(0)): every goodness at θ
     # two layers' mean of ln(1 + exp(θ − 0)) and ln(1 + exp(0 − θ)) at the code's θ = 0.5
     "adjusted_start": (math.log1p(math.exp(0.5)) + math.log1p(math.exp(-0.5)), 4),
@@ -227,8 +229,8 @@ class Facts:
             raise Missing(f"{run.path}/result.json has no confusion matrix")
         return predicts([run.predicted])
 
-    def agree(self, row, reading, seed, other, col="loss", **kw):
-        mine = self.metrics(row, reading, seed, col, **kw).set_index("epoch").value
+    def agree(self, row, reading, seed, other, col="loss", set="", **kw):
+        mine = self.metrics(row, reading, seed, col, set=set, **kw).set_index("epoch").value
         theirs = self.metrics(row, reading, seed, col, set=other, **kw).set_index("epoch").value
         both = mine.index.intersection(theirs.index)
         apart = both[(mine[both] != theirs[both]).to_numpy()]

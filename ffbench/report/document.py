@@ -72,7 +72,7 @@ class Report:
             try:
                 text += "\n" + render(template, self.facts)
             except Missing as e:
-                self.left_out.append(f"the commentary on {title.lower()} ({e})")
+                self.left_out.append(f"the commentary on {title[0].lower() + title[1:]} ({e})")
         self.sections.append((title, text))
 
     def figure(self, name: str, fig: plt.Figure, alt: str) -> str:
@@ -365,18 +365,21 @@ def traced(report: Report, runs: pd.DataFrame, runs_dir: Path) -> None:
                 continue
             acc = np.sort(g.test_accuracy.to_numpy() * 100)
             counts = [c for c in g.predicted if c is not None]
+            spread = f"{acc.mean():.2f} ± {acc.std(ddof=1):.2f}" if len(acc) > 1 else "-"
             lines.append([name, f"{paper:.2f}", kind, str(len(acc)),
-                          ", ".join(f"{a:.2f}" for a in acc), place(paper, acc),
+                          ", ".join(f"{a:.2f}" for a in acc), spread, place(paper, acc),
                           f"{predicts(counts)} (n={len(counts)})" if counts else "-"])  # fmt: skip
         for out in authors_outcomes(runs_dir, name):
             counts = [tuple(map(sum, zip(*out["confusion"], strict=True)))]
             acc = np.array([100 * out["test_accuracy"]])
-            lines.append([name, f"{paper:.2f}", f"their code, torch {out['torch'].split('+')[0]}",
-                          "1", f"{acc[0]:.2f}", place(paper, acc), predicts(counts)])  # fmt: skip
+            torch_version = out["torch"].split("+")[0]
+            lines.append([name, f"{paper:.2f}", f"their code, torch {torch_version}", "1",
+                          f"{acc[0]:.2f}", "-", place(paper, acc), predicts(counts)])  # fmt: skip
     if not lines:
         report.left_out.append("the L1 rows traced (no code-reading runs of them)")
         return
-    header = ["Row", "Paper %", "Trained by", "n", "Seeds %", "The paper's number", "Predicts"]
+    header = ["Row", "Paper %", "Trained by", "n", "Seeds %", "Mean ± std", "The paper's number",
+              "Predicts"]  # fmt: skip
     text = ("The adjusted L1 rows under the code reading, on this project's CPUs, seed by seed, "
             "beside the authors' own code (their core/ at d04dcf3, unchanged) run here by "
             "tests/authors_code.py:\n\n" + markdown(header, lines))  # fmt: skip
