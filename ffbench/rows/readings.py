@@ -70,7 +70,7 @@ SWITCHES: list[Switch] = [
     Switch("dnn_output", "DNN_base output and loss", "not said (ffbench: logits, cross-entropy)",
            "softmax, MSE against the one-hot label (FFA/FFA.ipynb cell 3)"),
     Switch("denormals", "float32 under 1.2e-38", "not said (ffbench: flushed to 0 on the CPU, "
-           "for Adam's speed)", "kept: their runs were on a GPU (FFA/FFA.ipynb cell 4 prints "
+           "as it always ran)", "kept: their runs were on a GPU (FFA/FFA.ipynb cell 4 prints "
            "cuda:0), where torch keeps them"),
 ]  # fmt: skip
 

@@ -38,8 +38,8 @@ def set_denormals(exp: Experiment, device: torch.device) -> None:
     """Float32 values under 1.2e-38 as `exp.denormals` says, in this thread and the intra-op
     threads it starts. `flush` (FTZ/DAZ) treats them as 0: Adam's first moment decays by 0.9 a
     step for a unit whose gradient is 0 (a dead ReLU unit) and passes through the denormal range
-    on its way to 0, where every arithmetic operation is many times slower; such a moment moves
-    a weight by ~lr * 1e-31, below a float32 step of any weight (tests/test_training.py).
+    on its way to 0, where arithmetic can be many times slower; such a moment moves a weight by
+    ~lr * 1e-31, below a float32 step of any weight (tests/test_training.py).
     `keep` is IEEE 754's gradual underflow, what the authors' GPU computed: it changes the
     arithmetic only where a value under 1.2e-38 occurs (L0's exp(-s) for a margin s past 87.3).
     Either way a CUDA device keeps them (`denormals_note`)."""
