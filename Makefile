@@ -40,7 +40,7 @@ reproduce: data
 	$(BIN)/ffbench run --paper --reading $(READING) --jobs $(JOBS) --eval-every 20 $(EPOCHS_FLAG) $(SEEDS_FLAG) --runs-dir $(RUNS)
 	$(BIN)/ffbench table --runs-dir $(RUNS)
 
-# ROW under READING, and once with each switch flipped to TOWARD's choice (14 full runs).
+# ROW under READING, and once with each switch flipped to TOWARD's choice (15 full runs for adj_FFA0_1).
 ablation: data
 	$(BIN)/ffbench ablate $(ROW) --reading $(READING) --toward $(TOWARD) --jobs $(JOBS) --eval-every 20 $(EPOCHS_FLAG) $(SEEDS_FLAG) --runs-dir $(RUNS)
 	$(BIN)/ffbench table --runs-dir $(RUNS) --ablation $(ROW)

@@ -34,13 +34,14 @@ def test_bench_reports_every_key_per_batch(synthetic, reading, ref):
     rows = bench(synthetic, torch.device("cpu"), [16, 64], samples=128, peak_n=128,
                  reading=reading)  # fmt: skip
     assert [r["batch"] for r in rows] == [16, 64]
-    keys = {"device", "reading", "batch", "peak_gflops", "dnn_epoch_s", "ff_epoch_s", "dnn_util",
-            "ff_util", "eval_ratio"}  # fmt: skip
+    keys = {"device", "reading", "denormals", "batch", "peak_gflops", "dnn_epoch_s", "ff_epoch_s",
+            "dnn_util", "ff_util", "eval_ratio"}  # fmt: skip
     if ref:
         keys |= {"ref_ff_epoch_s", "ref_ff_util", "ref_eval_ratio", "ff_speedup"}
     for r in rows:
         assert set(r) == keys and r["reading"] == reading
-        assert all(r[k] > 0 for k in r if k not in ("device", "reading"))
+        assert r["denormals"] == {"text": "flush", "code": "keep"}[reading]
+        assert all(r[k] > 0 for k in r if k not in ("device", "reading", "denormals"))
         if ref:
             assert r["ff_speedup"] == r["ref_ff_epoch_s"] / r["ff_epoch_s"]
 

@@ -195,9 +195,10 @@ def test_a_set_setting_lands_in_the_run_and_the_table_groups_by_reading(tmp_path
 def test_ablate_flips_one_switch_per_run(tmp_path):
     out = invoke("ablate", "DNN_base", "--dry-run", "--runs-dir", str(tmp_path))
     assert out.exit_code == 0
-    for flipped in ("pixels=unit", "bias=True", "batching=disjoint", "dnn_output=logits_ce"):
+    for flipped in ("pixels=unit", "bias=True", "batching=disjoint", "dnn_output=logits_ce",
+                    "denormals=flush"):  # fmt: skip
         assert flipped in out.output
-    assert "7 runs" in out.output  # the base run and six flips
+    assert "8 runs" in out.output  # the base run and seven flips
 
 
 def test_table_paper_keeps_the_notes_rows_only(tmp_path):
