@@ -10,9 +10,9 @@ Runs are chosen by row, reading, seed, device (default cpu) and `set` (the run's
   mean, seeds, ids  over a row's finished runs: mean ± std (of=err for the error), each seed's
                     value; ids: the seeds of all its runs
   delta             a run's accuracy against the same seed without `set`, in points, signed
-  at, last, best, best_epoch
-                    metrics.csv of one run: `col` at `epoch`, at the last epoch, its largest and
-                    the epoch of it
+  at, last, best, low, best_epoch
+                    metrics.csv of one run: `col` at `epoch`, at the last epoch, its largest,
+                    its smallest, and the epoch of its largest
   diverged          the epoch at which a run diverged (result.json)
   predicts          the labels a run gives the test images (its confusion matrix), with shares
   agree             where one run's `col` (default loss) and another's of the same seed, the
@@ -122,7 +122,7 @@ def listing(items: list[str]) -> str:
 
 
 PLACEHOLDERS = (
-    "acc err mean seeds ids delta at last best best_epoch "
+    "acc err mean seeds ids delta at last best low best_epoch "
     "diverged predicts agree authors authors_at time times layout machines setting env cell "
     "choice bench notes q const"
 )
@@ -212,6 +212,9 @@ class Facts:
 
     def best(self, row, reading, seed, col, dp="2", **kw):
         return number(self.metrics(row, reading, seed, col, **kw).value.max(), int(dp))
+
+    def low(self, row, reading, seed, col, dp="2", **kw):
+        return number(self.metrics(row, reading, seed, col, **kw).value.min(), int(dp))
 
     def best_epoch(self, row, reading, seed, col, **kw):
         m = self.metrics(row, reading, seed, col, **kw)
