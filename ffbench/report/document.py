@@ -269,7 +269,7 @@ def ablations(report: Report, runs: pd.DataFrame) -> None:
         flipped = ablation_changes(code, name).get("flipped", pd.Series(dtype=str))
         return (flipped == "").any() and flipped.str.split("=").str[0].isin(switches).any()
 
-    names = [n for n in PAPER_ROWS if ablated(n)]
+    names = [n for n in PAPER_ROWS if n in set(code.experiment) and ablated(n)]
     if not names:
         report.left_out.append("ablation (no `ffbench ablate` runs)")
         return
