@@ -53,7 +53,7 @@ import pandas as pd
 import torch
 
 from ffbench.report.studies import choice, study_runs, study_table
-from ffbench.report.table import predicts
+from ffbench.report.table import predicted, predicts
 from ffbench.rows import PAPER_ROWS, studies
 from ffbench.rows.paper import PAPER
 from ffbench.runner.store import read_json
@@ -251,7 +251,7 @@ class Facts:
     def authors(self, row, seed, key, dp="2"):
         outcome = read_json(self._authors(row, seed) / "outcome.json")
         if key == "predicts":
-            return predicts([tuple(map(sum, zip(*outcome["confusion"], strict=True)))])
+            return predicts([predicted(outcome["confusion"])])
         if key == "torch":
             return outcome["torch"].split("+")[0]
         value = {"accuracy": 100 * outcome["test_accuracy"], "seconds": outcome["train_seconds"]}

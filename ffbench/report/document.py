@@ -30,6 +30,7 @@ from ffbench.report.table import (
     aggregate,
     display_rows,
     load_runs,
+    predicted,
     predicts,
     side_by_side,
 )
@@ -373,7 +374,7 @@ def traced(report: Report, runs: pd.DataFrame, runs_dir: Path) -> None:
                           ", ".join(f"{a:.2f}" for a in acc), spread, place(paper, acc),
                           f"{predicts(counts)} (n={len(counts)})" if counts else "-"])  # fmt: skip
         for out in authors_outcomes(runs_dir, name):
-            counts = [tuple(map(sum, zip(*out["confusion"], strict=True)))]
+            counts = [predicted(out["confusion"])]
             acc = np.array([100 * out["test_accuracy"]])
             torch_version = out["torch"].split("+")[0]
             lines.append([name, f"{paper:.2f}", f"their code, torch {torch_version}", "1",
