@@ -211,7 +211,7 @@ def l0_terms_and_slopes(mode: str, s: torch.Tensor, scale: float = 1.0):
     """The code reading's plain L0 terms, log(exp(-s)), and their slopes d/ds of `scale` times
     their sum (training's loss is their mean over a batch's 2B terms), with denormals as `mode`
     says (set as `train` sets them)."""
-    set_denormals(dataclasses.replace(under(get("FFA0"), "code"), denormals=mode), CPU)
+    set_denormals(dataclasses.replace(under(get("FFA0"), "code"), denormals=mode))
     try:
         s = s.clone().requires_grad_()
         terms = code_loss_terms(Loss.L0, s, s[:0], 0.0)

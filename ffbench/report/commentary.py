@@ -105,6 +105,12 @@ def bare_numbers(template: str) -> list[str]:
     return re.findall(r"(?<![\w])\d(?:[\d.,]*\d)?", text)
 
 
+def authors_runs(runs_dir: Path, row: str) -> list[Path]:
+    """The authors' own code run here on `row` (tests/authors_code.py writes
+    RUNS/authors/<row>/seed-S-torch<version>/, outcome.json last)."""
+    return sorted(p.parent for p in (Path(runs_dir) / "authors" / row).glob("*/outcome.json"))
+
+
 class Missing(LookupError):
     """A placeholder whose runs or files are not in this runs directory."""
 
@@ -242,8 +248,8 @@ class Facts:
         return f"to the last digit until epoch {int(apart[0]) - 1}"
 
     def _authors(self, row, seed) -> Path:
-        found = sorted((self.runs_dir / "authors" / row).glob(f"seed-{seed}-torch*"))
-        if not found or not (found[-1] / "outcome.json").is_file():
+        found = [p for p in authors_runs(self.runs_dir, row) if p.name.startswith(f"seed-{seed}-")]
+        if not found:
             raise Missing(f"no run of the authors' code for {row} seed {seed} under "
                           f"{self.runs_dir}/authors")  # fmt: skip
         return found[-1]

@@ -19,13 +19,12 @@ import numpy as np
 import pandas as pd
 
 from ffbench.report import figures
-from ffbench.report.commentary import Facts, Missing, render, templates
+from ffbench.report.commentary import Facts, Missing, authors_runs, render, templates
 from ffbench.report.figures import plt
 from ffbench.report.formats import markdown
 from ffbench.report.studies import study_runs, study_table
 from ffbench.report.table import (
     ablation,
-    ablation_base,
     ablation_changes,
     aggregate,
     display_rows,
@@ -265,19 +264,18 @@ def ablations(report: Report, runs: pd.DataFrame) -> None:
     code = cpu[cpu.reading == "code"]
 
     switches = {sw.name for sw in readings.SWITCHES}
-
-    def ablated(name: str) -> bool:  # unflipped runs and at least one flipped reading switch
-        flipped = ablation_changes(code, name).get("flipped", pd.Series(dtype=str))
-        return (flipped == "").any() and flipped.str.split("=").str[0].isin(switches).any()
-
-    names = [n for n in PAPER_ROWS if n in set(code.experiment) and ablated(n)]
+    changes = {n: ablation_changes(code, n) for n in PAPER_ROWS if n in set(code.experiment)}
+    flips = {n: c.get("flipped", pd.Series(dtype=str)) for n, c in changes.items()}
+    # a row is ablated where it has unflipped runs and at least one flipped reading switch
+    names = [n for n, f in flips.items()
+             if (f == "").any() and f.str.split("=").str[0].isin(switches).any()]  # fmt: skip
     if not names:
         report.left_out.append("ablation (no `ffbench ablate` runs)")
         return
     text = ""
     for name in names:
         header, rows = ablation(cpu, name)
-        shared = ablation_base(code, name, "code")
+        shared = changes[name].base.iloc[0]
         text += f"### {name}\n\n" + (f"Every run here with {shared}.\n\n" if shared else "")
         text += markdown(header, rows) + "\n"
         fig = figures.ablation_figure(code, name, "code", None)
@@ -347,12 +345,6 @@ def speed(report: Report, runs: pd.DataFrame) -> None:
 L1_ROWS = ("adj_FFA1_0", "adj_FFA1_1", "adj_FFA1_2")
 
 
-def authors_outcomes(runs_dir: Path, name: str) -> list[dict]:
-    """The authors' own code run here on row `name` (tests/authors_code.py writes
-    RUNS/authors/<row>/seed-S-torch<version>/outcome.json)."""
-    return [read_json(p) for p in sorted((runs_dir / "authors" / name).glob("*/outcome.json"))]
-
-
 def traced(report: Report, runs: pd.DataFrame, runs_dir: Path) -> None:
     """The adjusted L1 rows (issue 23): under the code reading with denormals kept (its own
     settings) and flushed (the runs made before), and the authors' own code run here, each
@@ -373,7 +365,7 @@ def traced(report: Report, runs: pd.DataFrame, runs_dir: Path) -> None:
             lines.append([name, f"{paper:.2f}", kind, str(len(acc)),
                           ", ".join(f"{a:.2f}" for a in acc), spread, place(paper, acc),
                           f"{predicts(counts)} (n={len(counts)})" if counts else "-"])  # fmt: skip
-        for out in authors_outcomes(runs_dir, name):
+        for out in (read_json(p / "outcome.json") for p in authors_runs(runs_dir, name)):
             counts = [predicted(out["confusion"])]
             acc = np.array([100 * out["test_accuracy"]])
             torch_version = out["torch"].split("+")[0]

@@ -231,7 +231,7 @@ def ablation_changes(runs: pd.DataFrame, name: str) -> pd.DataFrame:
     out = []
     for reading, g in aggregate(mine).groupby("reading", sort=False):
         of_reading = mine[mine.reading == reading]
-        shared = ablation_base(runs, name, reading)
+        shared = ablation_base(of_reading, name, reading)
         base = of_reading[of_reading.overrides == shared].groupby("seed").test_accuracy.mean()
         one = g[[_extends(o, shared) for o in g.overrides]]
         for r in pd.concat([g[g.overrides == shared], one]).to_dict("records"):

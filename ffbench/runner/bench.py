@@ -75,7 +75,7 @@ def bench(
     beside the text reading only."""
     data = epoch_data(data, samples)
     dnn_exp, ff_exp = under(get("DNN_base"), reading), under(get("adj_FFA0_1"), reading)
-    set_denormals(ff_exp, device)  # the reading's, as `train` sets them (DNN_base's are the same)
+    set_denormals(ff_exp)  # the reading's, as `train` sets them (DNN_base's are the same)
     dnn_flops, ff_flops = Backprop.flops_per_sample(dnn_exp), FF.flops_per_sample(ff_exp)
     peak = peak_gflops(device, peak_n)
     torch.manual_seed(0)

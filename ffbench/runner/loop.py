@@ -34,7 +34,7 @@ def denormals_note(exp: Experiment, device: torch.device) -> str | None:
     return None
 
 
-def set_denormals(exp: Experiment, device: torch.device) -> None:
+def set_denormals(exp: Experiment) -> None:
     """Float32 values under 1.2e-38 as `exp.denormals` says, in this thread and the intra-op
     threads it starts. `flush` (FTZ/DAZ) treats them as 0: Adam's first moment decays by 0.9 a
     step for a unit whose gradient is 0 (a dead ReLU unit) and passes through the denormal range
@@ -118,7 +118,7 @@ def train(
                          "on")  # fmt: skip
     if exp.validation:
         data = hold_out(data, exp.validation, seed)
-    set_denormals(exp, device)
+    set_denormals(exp)
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     cls = method or methods.get(exp.method)
