@@ -25,6 +25,8 @@ def other_value(key: str, value):
         return not value
     if isinstance(value, float | int):
         return value * 2 + 1
+    if value is None:  # an optional count (group_size): one that divides tiny's layers
+        return 16
     raise AssertionError(f"no other value for {key}: {HINTS[key]}")
 
 

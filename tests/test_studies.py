@@ -171,6 +171,8 @@ def test_every_choosing_study_holds_out_validation_images_and_hides_the_test_set
         "fg_rates",
         "fg_rates_40",
         "ff_best_recipe",
+        "ren_rates",
+        "ren_rates_fgw",
     }
     for study in choosing:
         for point in study.settings():

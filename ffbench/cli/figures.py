@@ -53,6 +53,15 @@ def figure_cosine(runs_dir: opt.RunsDir = Path("runs"), output: opt.FigureOutput
     draw(figures.cosine_figure, path, *first_images(data_dir))
 
 
+@figure_app.command("variance")
+def figure_variance(runs_dir: opt.RunsDir = Path("runs"), output: opt.FigureOutput = None,
+                    data_dir: opt.DataDir = None) -> None:  # fmt: skip
+    """Forward gradients' relative error and |cos| as the units per loss fall from a layer's 256
+    to 8, masked and not, beside q + 1 (Ren et al. §3.4); its numbers in a CSV beside it."""
+    path = output or runs_dir / "figures" / "variance.png"
+    draw(figures.variance_figure, path, *first_images(data_dir))
+
+
 @figure_app.command("depth")
 def figure_depth(runs_dir: opt.RunsDir = Path("runs"), output: opt.FigureOutput = None,
                  data_dir: opt.DataDir = None) -> None:  # fmt: skip

@@ -30,15 +30,64 @@ class GoodnessReduce(str, Enum):
     mean = "mean"  # g = mean of a^2 (core/FFALayer.py:22-23)
 
 
-class MLP(nn.Module):
-    """784-800-10 ReLU network trained by backprop (DNN_base); returns logits."""
+class GroupLinear(nn.Module):
+    """A block-diagonal linear layer: the input's and the output's units in `groups` equal
+    slices, slice g of the output from slice g of the input alone (Ren et al. 2023, their
+    grouped layer: mixer_lib.py's group weights [G, in/G, out/G])."""
 
-    def __init__(self, sizes: tuple[int, ...] = (784, 800, 10), bias: bool = True):
+    def __init__(self, n_in: int, n_out: int, groups: int, bias: bool = True):
+        super().__init__()
+        self.groups = groups
+        bound = (groups / n_in) ** 0.5  # nn.Linear's uniform init, fan-in of one block
+        self.weight = nn.Parameter(
+            torch.empty(groups, n_out // groups, n_in // groups).uniform_(-bound, bound)
+        )
+        self.bias = nn.Parameter(torch.empty(n_out).uniform_(-bound, bound)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.einsum("ngi,goi->ngo", x.unflatten(1, (self.groups, -1)), self.weight)
+        out = out.flatten(1)
+        return out if self.bias is None else out + self.bias
+
+
+class GroupNorm(nn.Module):
+    """LayerNorm without affine parameters over each of `groups` equal slices of the units (one
+    slice: plain LayerNorm), as Ren et al. normalise every hidden layer (eps 1e-5)."""
+
+    def __init__(self, groups: int):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x.unflatten(1, (self.groups, -1))
+        return F.layer_norm(z, z.shape[-1:]).flatten(1)
+
+
+class MLP(nn.Module):
+    """784-800-10 ReLU network trained by backprop (DNN_base); returns logits.
+
+    As Ren et al. (2023) build it: `layer_norm` puts a LayerNorm after every hidden layer's
+    linear map (before its ReLU; per group in a grouped layer), and `linear_groups` > 1 makes
+    the hidden layers after the first block-diagonal (`GroupLinear`)."""
+
+    def __init__(
+        self,
+        sizes: tuple[int, ...] = (784, 800, 10),
+        bias: bool = True,
+        layer_norm: bool = False,
+        linear_groups: int = 1,
+    ):
         super().__init__()
         layers: list[nn.Module] = []
+        last = len(sizes) - 2
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            layers.append(nn.Linear(n_in, n_out, bias=bias))
-            if i < len(sizes) - 2:
+            groups = linear_groups if 0 < i < last else 1
+            if groups > 1:
+                layers.append(GroupLinear(n_in, n_out, groups, bias=bias))
+            else:
+                layers.append(nn.Linear(n_in, n_out, bias=bias))
+            if i < last:
+                layers += [GroupNorm(groups)] if layer_norm else []
                 layers.append(nn.ReLU())
         self.net = nn.Sequential(*layers)
 
@@ -48,6 +97,31 @@ class MLP(nn.Module):
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x).argmax(dim=1)
+
+    def units(self) -> list[nn.Sequential]:
+        """Each layer up to its activation function: its linear map, and its norm if it has one
+        (what forward gradients perturb the output of)."""
+        units, current = [], []
+        for m in self.net:
+            if isinstance(m, nn.ReLU):
+                units.append(nn.Sequential(*current))
+                current = []
+            else:
+                current.append(m)
+        return units + [nn.Sequential(*current)]
+
+
+def check_groups(sizes: tuple[int, ...], linear_groups: int) -> str | None:
+    """Why an MLP of `sizes` cannot have `linear_groups` blocks in its grouped layers, or None."""
+    grouped = sizes[1:-1]
+    if linear_groups > 1 and len(grouped) < 2:
+        return (f"linear_groups={linear_groups} groups the hidden layers after the first, and "
+                f"sizes={','.join(map(str, sizes))} has one; give two hidden layers or "
+                "--set linear_groups=1")  # fmt: skip
+    if any(n % linear_groups for n in grouped):
+        return (f"linear_groups={linear_groups} does not divide the hidden sizes "
+                f"{','.join(map(str, grouped))}; give a divisor of each")  # fmt: skip
+    return None
 
 
 def overlay_label(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -66,6 +66,16 @@ class Experiment:
     momentum: float = at_least(0.0, 0.0)  # SGD only
     weight_decay: float = at_least(0.0, 0.0)
     sizes: tuple[int, ...] = (784, 800, 10)
+    # The MLP as Ren et al. (2023) build it (ffbench/core/models.py): LayerNorm after every
+    # hidden layer, and the hidden layers after the first block-diagonal in `linear_groups`.
+    layer_norm: bool = False
+    linear_groups: int = at_least(1, 1)
+    # Forward gradients (ffbench/methods/forward_grad.py): each layer's perturbed units in groups
+    # of `group_size` with a slope each (None: the whole layer), estimates masked by the ReLU's
+    # derivative, and the local heads' rate as a multiple of the body's.
+    group_size: int | None = at_least(8, None)
+    relu_mask: bool = False
+    head_lr: float = field(default=1.0, metadata={"above": 0.0})
     theta: float = 2.0  # FF goodness threshold
     stable_loss: bool = False  # FF: log-sigmoid instead of the literal ln(sigmoid(.))
     normalize_input: bool = True  # FF: L2-normalise the first layer's input too

@@ -6,7 +6,7 @@ import torch
 
 from ffbench.core.data import MNIST, pixel_values
 from ffbench.core.losses import DNN_LOSSES
-from ffbench.core.models import MLP, chunk_size
+from ffbench.core.models import MLP, check_groups, chunk_size
 from ffbench.core.optimizers import make_optimizer
 from ffbench.core.schedules import batch_slices
 from ffbench.core.settings import Experiment
@@ -15,6 +15,13 @@ from ffbench.methods import Method, register
 
 def pairs(sizes: tuple[int, ...]) -> list[tuple[int, int]]:
     return list(zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def weights(exp: Experiment) -> list[int]:
+    """The number of weights of each layer: n_in * n_out, over `linear_groups` in a grouped one."""
+    last = len(exp.sizes) - 2
+    return [a * b // (exp.linear_groups if 0 < i < last else 1)
+            for i, (a, b) in enumerate(pairs(exp.sizes))]  # fmt: skip
 
 
 @register
@@ -26,14 +33,18 @@ class Backprop(Method):
     gradients add up before the one optimizer step: the same update, activations in cache."""
 
     name = "backprop"
-    reads = Method.reads | {"bias", "dnn_output"}
+    reads = Method.reads | {"bias", "dnn_output", "layer_norm", "linear_groups"}
+
+    @classmethod
+    def check(cls, exp: Experiment) -> str | None:
+        return check_groups(exp.sizes, exp.linear_groups) or super().check(exp)
 
     @classmethod
     def flops_per_sample(cls, exp: Experiment) -> int:
         """Forward and weight gradient of every layer, input gradient of all but the first
-        (2 * n_in * n_out each; biases and elementwise work not counted)."""
-        layers = pairs(exp.sizes)
-        return sum(4 * a * b for a, b in layers) + sum(2 * a * b for a, b in layers[1:])
+        (2 FLOPs per weight each; biases, norms and elementwise work not counted)."""
+        layers = weights(exp)
+        return sum(4 * w for w in layers) + sum(2 * w for w in layers[1:])
 
     def __init__(
         self, exp: Experiment, data: MNIST, device: torch.device, chunk: int | None = None
@@ -42,7 +53,7 @@ class Backprop(Method):
         self.data = data
         self.chunk = chunk or chunk_size(device, 4096)
         self.x_train = pixel_values(data.x_train, exp.pixels)
-        self.model = MLP(exp.sizes, bias=exp.bias).to(device)
+        self.model = MLP(exp.sizes, exp.bias, exp.layer_norm, exp.linear_groups).to(device)
         self.optimizers = [make_optimizer(exp, self.model.parameters(), device)]
         self.loss_of = DNN_LOSSES[exp.dnn_output]
 

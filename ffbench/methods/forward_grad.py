@@ -15,6 +15,22 @@ the dimension n of v, which is why
   (the one-pass activity perturbation, as in Ren et al. 2023): each layer's estimate carries the
   noise of all the others' perturbations, n = all hidden and output units. `activity` pays one
   jvp per layer to keep them apart, which is why its alignment does not fall with depth.
+
+Ren et al.'s ingredients, each a setting off by default (ffbench/core/settings.py):
+
+- `group_size`: a hidden layer's units in groups of that many, each group's slope measured along
+  its own units' tangent alone, so the estimate's noise is that of q = group_size units, not of
+  the layer's (Ren §3.4: relative variance about q + 1). For a local loss this is Ren's loss per
+  group, the head's cross-entropy with the other groups' features held fixed
+  (spatial_avg_linear_v2.py); in `joint`, group g spans every hidden layer, as their one jvp per
+  block gives each group its slope (train_mixer_supervised.py, forward_grad_activations). The
+  groups' slopes come from one jvp of the batch repeated once per group (`_slopes`).
+- `relu_mask`: an estimate of dL/da where the ReLU is off is pure noise, its true value 0; times
+  the ReLU's derivative it stays unbiased with less variance (Ren §3.6).
+- `layer_norm`, `linear_groups`: the network (ffbench/core/models.py). The perturbation sits after
+  the norm, before the ReLU, as Ren places it; the step to the weights goes back through the norm
+  exactly (a local vjp), as theirs does.
+- `head_lr`: the local heads' rate as a multiple of the body's.
 """
 
 from __future__ import annotations
@@ -24,7 +40,7 @@ from enum import Enum
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, jvp
+from torch.func import functional_call, jvp, vjp
 
 from ffbench.core.models import MLP, N_CLASSES
 from ffbench.core.optimizers import make_optimizer
@@ -60,78 +76,142 @@ def weight_perturbed(model: torch.nn.Module, x, y, gen: torch.Generator):
     return loss, {k: slope * v for k, v in tangents.items()}
 
 
-def _linears(model: MLP) -> list[torch.nn.Linear]:
-    return [m for m in model.net if isinstance(m, torch.nn.Linear)]
+def activity_perturbed(model: MLP, x, y, gen: torch.Generator, heads=None,
+                       group_size: int | None = None, mask: bool = False):  # fmt: skip
+    """(loss, {name: gradient estimate}) by perturbing every layer's pre-activations a_i.
 
-
-def activity_perturbed(model: MLP, x, y, gen: torch.Generator, heads=None):
-    """(loss, {name: gradient estimate}) by perturbing every layer's pre-activations z_l.
-
-    For each layer, u ~ N(0, I) per sample, d_i = (dL_i/dz_i) . u_i by jvp, dL/dz ~ d u, and the
-    weights get the exact local step (dL/dz)^T h_{l-1}. With `heads` (one Linear per hidden layer)
-    a hidden layer's L is the loss of its own head instead of the network's output.
+    For each layer, u ~ N(0, I) per sample, d_i = (dL_i/da_i) . u_i by jvp, dL/da ~ d u, and the
+    weights get the exact local step from it (`_local_step`). With `heads` (one Linear per hidden
+    layer) a hidden layer's L is the loss of its own head instead of the network's output.
+    A hidden layer's units are in groups of `group_size` (None: one group), each group's slope
+    along its own part of u (`_slopes`); `mask`: `_masked`.
     """
-    layers = _linears(model)
-    last = len(layers) - 1
+    units = model.units()
+    last = len(units) - 1
     n = len(x)
-    inputs, pre, h = _forward(layers, x)
+    inputs, pre, h = _forward(units, x)
 
     def tail(i):
-        """Per-sample loss (already divided by n) as a function of z_i."""
+        """Per-sample loss (already divided by n) as a function of h_i = relu(a_i), for
+        `labels`."""
 
-        def f(z):
+        def f(primals, labels):
+            (h,) = primals
             if heads is not None and i < last:
-                return F.cross_entropy(heads[i](torch.relu(z)), y, reduction="none") / n
-            out = z
+                return F.cross_entropy(heads[i](h), labels, reduction="none") / n
             for j in range(i, last):
-                out = layers[j + 1](torch.relu(out))
-            return F.cross_entropy(out, y, reduction="none") / n
+                h = units[j + 1](h if j == i else torch.relu(h))
+            return F.cross_entropy(h, labels, reduction="none") / n
 
         return f
 
     grads, names = {}, _names(model)
-    for i, layer in enumerate(layers):
+    for i, unit in enumerate(units):
         u = torch.randn(pre[i].shape, generator=gen, device=x.device, dtype=x.dtype)
-        _, slope = jvp(tail(i), (pre[i],), (u,))  # per-sample directional derivatives
-        grads |= _local_step(names, layer, slope[:, None] * u, inputs[i])
-    loss = F.cross_entropy(h, y)
-    return loss, grads
+        if i < last:  # u through the ReLU (elementwise: its jvp), then slices at the next layer
+            parts = _parts(u, pre[i].shape[1] // (group_size or pre[i].shape[1]))
+            active = _parts(pre[i] > 0, parts.shape[1])
+            slopes = _slopes(tail(i), (torch.relu(pre[i]),), (_spread(parts * active),), y)
+        else:  # the output layer: its loss is a function of a itself
+            parts = _parts(u, 1)
+            slopes = _slopes(lambda ps, labels: F.cross_entropy(ps[0], labels, reduction="none")
+                             / n, (pre[i],), (_spread(parts),), y)  # fmt: skip
+        grad_a = _masked(_estimate(slopes, parts), pre[i], mask and i < last)
+        grads |= _local_step(names, unit, grad_a, inputs[i])
+    return F.cross_entropy(h, y), grads
 
 
-def joint_activity_perturbed(model: MLP, x, y, gen: torch.Generator):
+def _parts(u, groups: int):
+    """u (n, w) as `groups` equal slices of its units, (n, G, w / G)."""
+    return u.unflatten(1, (groups, -1))
+
+
+def _spread(parts, k: int | None = None, at: int = 0):
+    """k tangents (k, n, w) from u's slices (n, G, q): tangent at + g is slice g of u alone (the
+    rest 0); k defaults to G."""
+    k = k or parts.shape[1]
+    eye = torch.eye(k, dtype=parts.dtype, device=parts.device)[:, at : at + parts.shape[1]]
+    return (eye[:, None, :, None] * parts[None]).flatten(2)
+
+
+def _estimate(slopes, parts):
+    """dL/da ~ d_g u_g: each slice of u times its own slope, (n, w), from slopes (G, n)."""
+    return (slopes.T[:, :, None] * parts).flatten(1)
+
+
+def _slopes(f, primals, tangents, y):
+    """The slopes f'(primals) . t_k per sample along k tangents (each (k, n, ...)), by one jvp:
+    the batch repeated k times, tangent k on copy k (one pass of k-times-larger small products
+    where vmap over k jvps paid its per-op overhead k times). f(primals, labels) is the
+    per-sample loss; returns (k, n)."""
+    k = len(tangents[0])
+    spread = (lambda p: p.repeat(k, *[1] * (p.dim() - 1))) if k > 1 else (lambda p: p)
+    _, slope = jvp(lambda *ps: f(ps, spread(y)), tuple(spread(p) for p in primals),
+                   tuple(t.flatten(0, 1) for t in tangents))  # fmt: skip
+    return slope.view(k, -1)
+
+
+def _masked(grad_a, a, mask: bool):
+    """The estimate of dL/da times the ReLU's derivative at a (where the unit is off its true
+    value is 0), or as it is."""
+    return grad_a * (a > 0) if mask else grad_a
+
+
+def joint_activity_perturbed(model: MLP, x, y, gen: torch.Generator,
+                             group_size: int | None = None, mask: bool = False):  # fmt: skip
     """(loss, {name: gradient estimate}) from one perturbation of all layers at once.
 
     u = (u_1 .. u_L) ~ N(0, I) per sample over every layer's pre-activations, one jvp of the
-    network's loss in offsets added to them gives d_i = sum_l (dL_i/dz_l) . u_l, and every layer
-    takes dL/dz_l ~ d u_l with its exact local step, as `activity_perturbed` does.
+    network's loss in offsets added to them gives d = sum_l (dL/da_l) . u_l, and every layer
+    takes dL/da_l ~ d u_l with its exact local step, as `activity_perturbed` does.
+
+    With `group_size`, in G slices of that many units, slice g of every hidden layer takes the
+    slope along those slices' tangents alone, and the output layer the slope along its own. The
+    hidden layers after the first are block-diagonal in the same G slices (`ForwardGrad.check`),
+    so slice g of the last hidden layer's tangent comes from the slices g alone: one jvp carries
+    all of them to the output layer, where they are taken apart (as Ren et al.'s tiled loss
+    does).
     """
-    layers = _linears(model)
-    last = len(layers) - 1
-    inputs, pre, _ = _forward(layers, x)
-    us = tuple(torch.randn(z.shape, generator=gen, device=x.device, dtype=x.dtype) for z in pre)
+    units = model.units()
+    last = len(units) - 1
+    n = len(x)
+    inputs, pre, out = _forward(units, x)
+    us = [torch.randn(a.shape, generator=gen, device=x.device, dtype=x.dtype) for a in pre]
+    groups = None if group_size is None else pre[0].shape[1] // group_size
 
-    def loss_of(offsets):
-        h = x
-        for i, layer in enumerate(layers):
-            z = layer(h) + offsets[i]
-            h = torch.relu(z) if i < last else z
-        return F.cross_entropy(h, y, reduction="none") / len(x)
+    def body(offsets):  # the last hidden layer's h from offsets to every hidden layer's a
+        a = pre[0] + offsets[0]
+        for unit, offset in zip(units[1:last], offsets[1:], strict=True):
+            a = unit(torch.relu(a)) + offset
+        return torch.relu(a)
 
-    per_sample, slope = jvp(loss_of, (tuple(torch.zeros_like(u) for u in us),), (us,))
+    def head(primals, labels):
+        h, offset = primals
+        return F.cross_entropy(units[last](h) + offset, labels, reduction="none") / n
+
+    zeros = [torch.zeros_like(u) for u in us[:-1]]
+    h, h_dot = jvp(body, (zeros,), (us[:-1],))
+    k = (groups or 1) + (groups is not None)  # G slices and the output layer's own, or one
+    tangents = (_spread(_parts(h_dot, groups or 1), k), _spread(_parts(us[-1], 1), k, at=k - 1))
+    slopes = _slopes(head, (h, torch.zeros_like(us[-1])), tangents, y)  # (k, n)
     grads, names = {}, _names(model)
-    for layer, u, h in zip(layers, us, inputs, strict=True):
-        grads |= _local_step(names, layer, slope[:, None] * u, h)
-    return per_sample.sum().detach(), grads
+    for i, (unit, u, h_in) in enumerate(zip(units, us, inputs, strict=True)):
+        if i < last:
+            grad_a = _estimate(slopes[: groups or 1], _parts(u, groups or 1))
+        else:
+            grad_a = _estimate(slopes[k - 1 :], _parts(u, 1))
+        grads |= _local_step(names, unit, _masked(grad_a, pre[i], mask and i < last), h_in)
+    return F.cross_entropy(out, y), grads
 
 
-def _forward(layers: list[torch.nn.Linear], x):
+def _forward(units: list[torch.nn.Module], x):
     """Each layer's input and pre-activation, and the output, without a graph."""
     inputs, pre, h = [], [], x
     with torch.no_grad():
-        for i, layer in enumerate(layers):
+        for i, unit in enumerate(units):
             inputs.append(h)
-            pre.append(layer(h))
-            h = torch.relu(pre[-1]) if i < len(layers) - 1 else pre[-1]
+            pre.append(unit(h))
+            h = torch.relu(pre[-1]) if i < len(units) - 1 else pre[-1]
     return inputs, pre, h
 
 
@@ -139,33 +219,52 @@ def _names(model: torch.nn.Module) -> dict[int, str]:
     return {id(p): k for k, p in model.named_parameters()}
 
 
-def _local_step(names: dict[int, str], layer: torch.nn.Linear, grad_z, h) -> dict:
-    """A layer's weight and bias gradients, by parameter name (`_names`), from an estimate of
-    dL/dz: (dL/dz)^T h and its sum (a layer without a bias has no such gradient)."""
-    grads = {names[id(layer.weight)]: grad_z.T @ h}
-    if layer.bias is not None:
-        grads[names[id(layer.bias)]] = grad_z.sum(0)
-    return grads
+def _local_step(names: dict[int, str], unit: torch.nn.Module, grad_a, h) -> dict:
+    """A layer's parameter gradients, by name (`_names`), from an estimate of dL/da at its output
+    a = unit(h): the exact vjp of the layer alone, (dL/dz)^T h and its sum for a Linear, through
+    the norm first where it has one."""
+    params = {k: p.detach() for k, p in unit.named_parameters()}
+    _, pull = vjp(lambda p: functional_call(unit, p, (h,)), params)
+    (grads,) = pull(grad_a)
+    return {names[id(p)]: grads[k] for k, p in unit.named_parameters()}
 
 
 @torch.no_grad()
-def estimate(kind: Perturbation, model: MLP, x, y, gen: torch.Generator, heads=None):
-    """(loss, {name: gradient estimate}) by the estimator `kind` names. Forward-mode AD needs no
-    backward graph: without no_grad, local losses' jvp closed over the heads' parameters and
-    every estimate carried a graph into `.grad` (the same numbers, held in memory)."""
+def estimate(kind: Perturbation, model: MLP, x, y, gen: torch.Generator, heads=None,
+             group_size: int | None = None, mask: bool = False):  # fmt: skip
+    """(loss, {name: gradient estimate}) by the estimator `kind` names, its hidden layers' units
+    in groups of `group_size` (None: each layer one group) and masked by the ReLU's derivative
+    if `mask`. Forward-mode AD needs no backward graph: without no_grad, local losses' jvp closed
+    over the heads' parameters and every estimate carried a graph into `.grad` (the same
+    numbers, held in memory)."""
     if kind == Perturbation.weight:
         return weight_perturbed(model, x, y, gen)
     if kind == Perturbation.joint:
-        return joint_activity_perturbed(model, x, y, gen)
-    return activity_perturbed(model, x, y, gen, heads)
+        return joint_activity_perturbed(model, x, y, gen, group_size, mask)
+    return activity_perturbed(model, x, y, gen, heads, group_size, mask)
 
 
 class ForwardGrad(Backprop):
     """An MLP trained by forward gradients of its cross-entropy: Backprop's loop, each batch's
     gradients estimated by `estimate` instead of a backward pass. One subclass per estimator."""
 
-    reads = Backprop.reads - {"dnn_output"}  # always cross-entropy on the logits
+    reads = Backprop.reads - {"dnn_output"} | {"group_size", "relu_mask"}  # cross-entropy only
     kind: Perturbation
+
+    @classmethod
+    def check(cls, exp) -> str | None:
+        hidden = exp.sizes[1:-1]
+        if exp.group_size is not None and any(n % exp.group_size for n in hidden):
+            return (f"group_size={exp.group_size} does not divide the hidden sizes "
+                    f"{','.join(map(str, hidden))}; give a divisor of each")  # fmt: skip
+        if cls.kind == Perturbation.joint and exp.group_size and len(hidden) > 1:
+            groups = hidden[0] // exp.group_size
+            if len(set(hidden)) > 1 or exp.linear_groups != groups:
+                return (f"{exp.name}'s groups span its hidden layers, which must be one width "
+                        f"and block-diagonal in the same groups; --set "
+                        f"linear_groups={groups} with equal hidden sizes, or "
+                        "group_size=none")  # fmt: skip
+        return super().check(exp)
 
     def __init__(self, exp, data, device: torch.device):
         super().__init__(exp, data, device)
@@ -174,22 +273,24 @@ class ForwardGrad(Backprop):
             self.heads = torch.nn.ModuleList(
                 torch.nn.Linear(n, N_CLASSES) for n in exp.sizes[1:-1]
             ).to(device)
-            params = list(self.model.parameters()) + list(self.heads.parameters())
-            self.optimizers = [make_optimizer(exp, params, device)]
+            heads = {"params": self.heads.parameters(), "lr_scale": exp.head_lr}
+            self.optimizers = [make_optimizer(exp, [{"params": self.model.parameters()}, heads],
+                                              device)]  # fmt: skip
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"model": self.model} | ({"heads": self.heads} if self.heads is not None else {})
 
     def batch_gradients(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
-        loss, grads = estimate(self.kind, self.model, x, y, gen, self.heads)
+        loss, grads = estimate(self.kind, self.model, x, y, gen, self.heads,
+                               self.exp.group_size, self.exp.relu_mask)  # fmt: skip
         params = dict(self.model.named_parameters())
         for k, g in grads.items():
             params[k].grad = g
         if self.heads is not None:  # each head learns its own layer's task, locally
             features = x
-            for i, head in enumerate(self.heads):
+            for unit, head in zip(self.model.units(), self.heads, strict=False):
                 with torch.no_grad():
-                    features = torch.relu(_linears(self.model)[i](features))
+                    features = torch.relu(unit(features))
                 F.cross_entropy(head(features), y).backward()
         return loss.detach()
 
@@ -197,6 +298,7 @@ class ForwardGrad(Backprop):
 @register
 class WeightPerturbed(ForwardGrad):
     name, kind = "fg_weight", Perturbation.weight
+    reads = ForwardGrad.reads - {"group_size", "relu_mask"}  # no activity to group or mask
 
 
 @register
@@ -207,6 +309,7 @@ class ActivityPerturbed(ForwardGrad):
 @register
 class LocalLosses(ForwardGrad):
     name, kind = "fg_local", Perturbation.local
+    reads = ForwardGrad.reads | {"head_lr"}
 
 
 @register
@@ -216,32 +319,43 @@ class JointActivityPerturbed(ForwardGrad):
 
 def layer_cosines(
     kind: Perturbation, sizes: tuple[int, ...], x: torch.Tensor, y: torch.Tensor, draws: int,
-    gen: torch.Generator,
+    gen: torch.Generator, group_size: int | None = None, mask: bool = False,
 ) -> list[float]:  # fmt: skip
     """Mean |cos| between `draws` forward-gradient estimates of each layer's weight gradient and
-    the gradient it is an unbiased estimate of, on the batch (x, y), at a fresh initialisation
-    (seed 0): the network's loss for weight, activity and joint perturbation; for local losses, a
-    hidden layer's own head's loss with its input held fixed (the last layer: the network's)."""
+    the gradient it is an unbiased estimate of (`estimate_errors`)."""
+    return [cos for cos, _ in estimate_errors(kind, sizes, x, y, draws, gen, group_size, mask)]
+
+
+def estimate_errors(
+    kind: Perturbation, sizes: tuple[int, ...], x: torch.Tensor, y: torch.Tensor, draws: int,
+    gen: torch.Generator, group_size: int | None = None, mask: bool = False,
+) -> list[tuple[float, float]]:  # fmt: skip
+    """Per layer, (mean |cos|, relative error E||g^ - g||^2 / ||g||^2) of `draws` estimates g^ of
+    its weight gradient g, on the batch (x, y), at a fresh initialisation (seed 0): g of the
+    network's loss for weight, activity and joint perturbation; for local losses, of a hidden
+    layer's own head's loss with its input held fixed (the last layer: the network's)."""
     torch.manual_seed(0)
     model = MLP(sizes)
-    layers = _linears(model)
+    units = model.units()
     heads = None
     if kind == Perturbation.local:
         heads = torch.nn.ModuleList(torch.nn.Linear(n, N_CLASSES) for n in sizes[1:-1])
         h = x
-        for i, layer in enumerate(layers):
-            z = layer(h.detach())
-            out = heads[i](torch.relu(z)) if i < len(layers) - 1 else z
+        for i, unit in enumerate(units):
+            a = unit(h.detach())
+            out = heads[i](torch.relu(a)) if i < len(units) - 1 else a
             F.cross_entropy(out, y).backward()
-            h = torch.relu(z)
+            h = torch.relu(a)
     else:
         F.cross_entropy(model(x), y).backward()
-    true = [layer.weight.grad.flatten() for layer in layers]
+    weights = [unit[0].weight for unit in units]
+    true = [w.grad.flatten() for w in weights]
     names = _names(model)
-    sums = [0.0] * len(layers)
+    cos, err = [0.0] * len(units), [0.0] * len(units)
     for _ in range(draws):
-        _, est = estimate(kind, model, x, y, gen, heads)
-        for i, layer in enumerate(layers):
-            got = est[names[id(layer.weight)]].flatten()
-            sums[i] += F.cosine_similarity(got, true[i], dim=0).abs().item()
-    return [s / draws for s in sums]
+        _, est = estimate(kind, model, x, y, gen, heads, group_size, mask)
+        for i, w in enumerate(weights):
+            got = est[names[id(w)]].flatten()
+            cos[i] += F.cosine_similarity(got, true[i], dim=0).abs().item() / draws
+            err[i] += ((got - true[i]).square().sum() / true[i].square().sum()).item() / draws
+    return list(zip(cos, err, strict=True))

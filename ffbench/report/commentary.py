@@ -27,6 +27,7 @@ Runs are chosen by row, reading, seed, device (default cpu) and `set` (the run's
                     each row's mean (of=min: fastest) training time
   setting           a setting from the runs' config.json (all chosen runs agree)
   env, machines     a field of one run's env.json; the machines the notes' rows ran on
+  run               one run's directory name
   cell, choice      a study's table cell at a point (`cell depth depth_FG_weight point=L=4,W=256`);
                     the point a choosing study picks for a row (`choice fg_rates FG_weight
                     key=lr`)
@@ -130,7 +131,7 @@ def listing(items: list[str]) -> str:
 PLACEHOLDERS = (
     "acc err mean seeds ids delta at last best low best_epoch "
     "diverged predicts agree authors authors_at time times layout machines setting env cell "
-    "choice bench notes q const"
+    "choice bench notes q const run"
 )
 
 
@@ -307,6 +308,10 @@ class Facts:
 
     def env(self, row, reading, seed, key, **kw):
         return str(read_json(Path(self.one(row, reading, seed, **kw).path) / "env.json")[key])
+
+    def run(self, row, reading, seed, **kw):
+        """The run's directory name, as code."""
+        return f"`{Path(self.one(row, reading, seed, **kw).path).name}`"
 
     def study(self, name: str) -> tuple:
         if name not in self.studies:

@@ -19,6 +19,7 @@ from ffbench.core.models import MLP  # noqa: E402
 from ffbench.methods.forward_grad import (  # noqa: E402
     Perturbation,
     activity_perturbed,
+    estimate_errors,
     layer_cosines,
     weight_perturbed,
 )
@@ -293,3 +294,62 @@ def depth_figure(
     cos_ax.legend(fontsize=7, ncol=3)
     fig.suptitle("Forward gradients as the MLP deepens")
     return save(fig, path)
+
+
+VARIANCE_SIZES = (784, 256, 10)
+GROUP_SIZES = (256, 128, 64, 32, 16, 8)
+
+
+def variance_table(images: torch.Tensor, labels: torch.Tensor, draws: int = 50,
+                   batch_draws: int = 10) -> pd.DataFrame:  # fmt: skip
+    """The variance law measured (Ren et al. §3.4): the first layer's weight-gradient estimate on
+    784-256-10 at initialisation, for activity perturbation of the network's loss and of a local
+    head's, unmasked and ReLU-masked, as the group size q goes from the layer's 256 units to 8.
+    Per row: the relative error E||g^ - g||^2 / ||g||^2 on one image (mean over the first 8
+    images, `draws` estimates each; q + 1 unmasked in expectation) and mean |cos| on a batch of
+    256 (`batch_draws` estimates)."""
+    rows = []
+    for kind in (Perturbation.activity, Perturbation.local):
+        for mask in (False, True):
+            for q in GROUP_SIZES:
+                gen = torch.Generator().manual_seed(0)
+                errors = [estimate_errors(kind, VARIANCE_SIZES, images[i : i + 1],
+                                          labels[i : i + 1], draws, gen, q, mask)[0][1]
+                          for i in range(8)]  # fmt: skip
+                (cos, _), _ = estimate_errors(kind, VARIANCE_SIZES, images, labels, batch_draws,
+                                              gen, q, mask)  # fmt: skip
+                rows.append({"estimator": kind.value, "masked": mask, "q": q,
+                             "q_plus_1": q + 1, "relative_error": sum(errors) / len(errors),
+                             "cos_batch": cos})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def variance_figure(path: Path, images: torch.Tensor, labels: torch.Tensor) -> Path:
+    """`variance_table` as a figure, its numbers beside it as CSV (same name, .csv): relative
+    error against q with the line q + 1, and the batch's |cos| against q."""
+    table = variance_table(images, labels)
+    fig, (err_ax, cos_ax) = plt.subplots(1, 2, figsize=(13, 5))
+    styles = {("activity", False): ("tab:blue", "--o"), ("activity", True): ("tab:blue", "-o"),
+              ("local", False): ("tab:green", "--s"),
+              ("local", True): ("tab:green", "-s")}  # fmt: skip
+    for (kind, mask), (color, style) in styles.items():
+        t = table[(table.estimator == kind) & (table.masked == mask)]
+        label = f"{kind}{', ReLU-masked' if mask else ''}"
+        err_ax.plot(t.q, t.relative_error, style, color=color, label=label)
+        cos_ax.plot(t.q, t.cos_batch, style, color=color, label=label)
+    err_ax.plot(GROUP_SIZES, [q + 1 for q in GROUP_SIZES], ":", color="black", label="q + 1")
+    err_ax.set(xscale="log", yscale="log", xlabel="units per group q (the layer: 256)",
+               ylabel="E||g^ - g||² / ||g||², one image",
+               title="relative error of layer 1's estimate")  # fmt: skip
+    cos_ax.set(xscale="log", yscale="log", xlabel="units per group q (the layer: 256)",
+               ylabel="mean |cos(estimate, gradient)|",
+               title="alignment on a batch of 256")  # fmt: skip
+    for ax in (err_ax, cos_ax):
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle("Forward gradients: the variance falls with the units per loss (784-256-10)")
+    path = save(fig, path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.csv")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, path.with_suffix(".csv"))
+    return path

@@ -75,3 +75,29 @@ for method, lr in DEPTH_RATES.items():
             description=f"depth study: {method}, batch 100, Adam, 20 epochs",
         )
     )
+
+# Ren et al.'s MNIST network (ICLR 2023, Table 3's M/1/16; ../shared/anchors.md): one block over
+# the whole image, 784 -> 512 -> 16 x (32 -> 32) -> 10, LayerNorm after each hidden layer's linear
+# map, ReLU (their 429K parameters count a block head and a final classifier, here one output
+# layer: 424K). Their estimators on it, one row each, at their code's defaults
+# (train_mixer_supervised.py's flags: SGD, weight decay 1e-4, batch 100, 200 epochs, the rate
+# decayed linearly to 0; momentum 0.9 from their one config). FG-A and LG-FG-A perturb both
+# layers in one jvp (fg_joint), masked by the ReLU; LG-FG-A's local loss is the block's, split
+# into its 16 groups (q = 64 perturbed units per loss, against 1024 for FG-A). With one block the
+# block's head is the network's output layer. The rate: their code's default --lr until the study
+# ren_rates chooses on validation.
+REN_NETWORK = dict(
+    loss=Loss.cross_entropy, optimizer=Optimizer.sgd, lr=0.1, momentum=0.9, weight_decay=1e-4,
+    epochs=200, batch_start=100, batch_final=100, lr_scaling=LrScaling.none, cooldown=1.0,
+    sizes=(784, 512, 512, 10), layer_norm=True, linear_groups=16,
+)  # fmt: skip
+REN_ROWS = {
+    "Ren_BP": ("backprop", {}, "backprop"),
+    "Ren_FG_W": ("fg_weight", {}, "forward gradient, weight perturbation (FG-W)"),
+    "Ren_FG_A": ("fg_joint", {"relu_mask": True}, "forward gradient, activity perturbation (FG-A)"),
+    "Ren_LG_FG_A": ("fg_joint", {"relu_mask": True, "group_size": 32},
+                    "forward gradient of 16 local losses per block (LG-FG-A)"),
+}  # fmt: skip
+for name, (method, extra, what) in REN_ROWS.items():
+    register(Experiment(name=name, method=method, description=f"Ren et al.'s M/1/16: {what}",
+                        **REN_NETWORK, **extra))  # fmt: skip

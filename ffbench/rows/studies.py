@@ -121,3 +121,22 @@ register(Study(
      FF_BEST_BUDGET + (("lr", 3e-3),)),
     column="validation_error",
 ))  # fmt: skip
+
+# The rates of Ren et al.'s network's rows (ffbench/rows/beyond.py), on validation at their full
+# budget: weight perturbation's steps are long and take smaller rates.
+REN_ROWS = ("Ren_BP", "Ren_FG_A", "Ren_LG_FG_A")
+register(Study(
+    "ren_rates",
+    "Ren et al.'s M/1/16 rows' rates on validation, their 200 epochs: backprop, FG-A and "
+    "LG-FG-A at 3e-3 .. 1e-1",
+    REN_ROWS,
+    tuple((("validation", 10000), ("lr", lr)) for lr in (3e-3, 1e-2, 3e-2, 1e-1)),
+    column="validation_error",
+))  # fmt: skip
+register(Study(
+    "ren_rates_fgw",
+    "Ren_FG_W's rate on validation, 200 epochs: 1e-4 .. 3e-3",
+    ("Ren_FG_W",),
+    tuple((("validation", 10000), ("lr", lr)) for lr in (1e-4, 3e-4, 1e-3, 3e-3)),
+    column="validation_error",
+))  # fmt: skip
