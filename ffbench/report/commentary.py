@@ -14,7 +14,8 @@ Runs are chosen by row, reading, seed, device (default cpu) and `set` (the run's
                     metrics.csv of one run: `col` at `epoch`, at the last epoch, its largest,
                     its smallest, and the epoch of its largest
   diverged          the epoch at which a run diverged (result.json)
-  predicts          the labels a run gives the test images (its confusion matrix), with shares
+  predicts          the labels a run gives the test images (its confusion matrix), with shares;
+                    top=K: its K most given labels
   agree             where one run's `col` (default loss) and another's of the same seed, the
                     second with `other` as its overrides, part: "to the last digit at all N
                     epochs", or "to the last digit until epoch E"
@@ -233,11 +234,15 @@ class Facts:
             raise ValueError(f"{row} ({reading}, seed {seed}) did not diverge: {run.status}")
         return str(int(run.diverged_epoch))
 
-    def predicts(self, row, reading, seed, **kw):
+    def predicts(self, row, reading, seed, top="", **kw):
         run = self.one(row, reading, seed, **kw)
         if run.predicted is None:
             raise Missing(f"{run.path}/result.json has no confusion matrix")
-        return predicts([run.predicted])
+        if not top:
+            return predicts([run.predicted])
+        total = sum(run.predicted)
+        best = sorted(enumerate(run.predicted), key=lambda c: -c[1])[: int(top)]
+        return ", ".join(f"{label} ({100 * n / total:.0f} %)" for label, n in best)
 
     def agree(self, row, reading, seed, other, col="loss", set="", **kw):
         mine = self.metrics(row, reading, seed, col, set=set, **kw).set_index("epoch").value
