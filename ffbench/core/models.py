@@ -80,8 +80,8 @@ class MLP(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         last = len(sizes) - 2
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            groups = linear_groups if 0 < i < last else 1
+        pairs = zip(sizes[:-1], sizes[1:], layer_groups(sizes, linear_groups), strict=True)
+        for i, (n_in, n_out, groups) in enumerate(pairs):
             if groups > 1:
                 layers.append(GroupLinear(n_in, n_out, groups, bias=bias))
             else:
@@ -109,6 +109,13 @@ class MLP(nn.Module):
             else:
                 current.append(m)
         return units + [nn.Sequential(*current)]
+
+
+def layer_groups(sizes: tuple[int, ...], linear_groups: int) -> list[int]:
+    """The blocks of each layer of an MLP of `sizes`: `linear_groups` for the hidden layers after
+    the first, 1 for the first and the output layer."""
+    last = len(sizes) - 2
+    return [linear_groups if 0 < i < last else 1 for i in range(last + 1)]
 
 
 def check_groups(sizes: tuple[int, ...], linear_groups: int) -> str | None:

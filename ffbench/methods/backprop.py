@@ -6,7 +6,7 @@ import torch
 
 from ffbench.core.data import MNIST, pixel_values
 from ffbench.core.losses import DNN_LOSSES
-from ffbench.core.models import MLP, check_groups, chunk_size
+from ffbench.core.models import MLP, check_groups, chunk_size, layer_groups
 from ffbench.core.optimizers import make_optimizer
 from ffbench.core.schedules import batch_slices
 from ffbench.core.settings import Experiment
@@ -18,10 +18,9 @@ def pairs(sizes: tuple[int, ...]) -> list[tuple[int, int]]:
 
 
 def weights(exp: Experiment) -> list[int]:
-    """The number of weights of each layer: n_in * n_out, over `linear_groups` in a grouped one."""
-    last = len(exp.sizes) - 2
-    return [a * b // (exp.linear_groups if 0 < i < last else 1)
-            for i, (a, b) in enumerate(pairs(exp.sizes))]  # fmt: skip
+    """The number of weights of each layer: n_in * n_out, over its blocks in a grouped one."""
+    blocks = layer_groups(exp.sizes, exp.linear_groups)
+    return [a * b // g for (a, b), g in zip(pairs(exp.sizes), blocks, strict=True)]
 
 
 @register

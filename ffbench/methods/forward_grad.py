@@ -109,11 +109,10 @@ def activity_perturbed(model: MLP, x, y, gen: torch.Generator, heads=None,
     for i, unit in enumerate(units):
         u = torch.randn(pre[i].shape, generator=gen, device=x.device, dtype=x.dtype)
         if i < last:  # u through the ReLU (elementwise: its jvp), then slices at the next layer
-            parts = _parts(u, pre[i].shape[1] // (group_size or pre[i].shape[1]))
-            active = _parts(pre[i] > 0, parts.shape[1])
+            parts, active = _parts(u, group_size), _parts(pre[i] > 0, group_size)
             slopes = _slopes(tail(i), (torch.relu(pre[i]),), (_spread(parts * active),), y)
         else:  # the output layer: its loss is a function of a itself
-            parts = _parts(u, 1)
+            parts = _parts(u)
             slopes = _slopes(lambda ps, labels: F.cross_entropy(ps[0], labels, reduction="none")
                              / n, (pre[i],), (_spread(parts),), y)  # fmt: skip
         grad_a = _masked(_estimate(slopes, parts), pre[i], mask and i < last)
@@ -121,9 +120,9 @@ def activity_perturbed(model: MLP, x, y, gen: torch.Generator, heads=None,
     return F.cross_entropy(h, y), grads
 
 
-def _parts(u, groups: int):
-    """u (n, w) as `groups` equal slices of its units, (n, G, w / G)."""
-    return u.unflatten(1, (groups, -1))
+def _parts(u, size: int | None = None):
+    """u (n, w) as slices of `size` of its units (None: one slice), (n, w / size, size)."""
+    return u.unflatten(1, (-1, size or u.shape[1]))
 
 
 def _spread(parts, k: int | None = None, at: int = 0):
@@ -177,7 +176,6 @@ def joint_activity_perturbed(model: MLP, x, y, gen: torch.Generator,
     n = len(x)
     inputs, pre, out = _forward(units, x)
     us = [torch.randn(a.shape, generator=gen, device=x.device, dtype=x.dtype) for a in pre]
-    groups = None if group_size is None else pre[0].shape[1] // group_size
 
     def body(offsets):  # the last hidden layer's h from offsets to every hidden layer's a
         a = pre[0] + offsets[0]
@@ -191,15 +189,17 @@ def joint_activity_perturbed(model: MLP, x, y, gen: torch.Generator,
 
     zeros = [torch.zeros_like(u) for u in us[:-1]]
     h, h_dot = jvp(body, (zeros,), (us[:-1],))
-    k = (groups or 1) + (groups is not None)  # G slices and the output layer's own, or one
-    tangents = (_spread(_parts(h_dot, groups or 1), k), _spread(_parts(us[-1], 1), k, at=k - 1))
+    sliced = _parts(h_dot, group_size)
+    groups = sliced.shape[1]
+    k = groups + 1 if group_size else 1  # G slices and the output layer's own, or one for all
+    tangents = (_spread(sliced, k), _spread(_parts(us[-1]), k, at=k - 1))
     slopes = _slopes(head, (h, torch.zeros_like(us[-1])), tangents, y)  # (k, n)
     grads, names = {}, _names(model)
     for i, (unit, u, h_in) in enumerate(zip(units, us, inputs, strict=True)):
         if i < last:
-            grad_a = _estimate(slopes[: groups or 1], _parts(u, groups or 1))
+            grad_a = _estimate(slopes[:groups], _parts(u, group_size))
         else:
-            grad_a = _estimate(slopes[k - 1 :], _parts(u, 1))
+            grad_a = _estimate(slopes[k - 1 :], _parts(u))
         grads |= _local_step(names, unit, _masked(grad_a, pre[i], mask and i < last), h_in)
     return F.cross_entropy(out, y), grads
 

@@ -238,11 +238,7 @@ class Facts:
         run = self.one(row, reading, seed, **kw)
         if run.predicted is None:
             raise Missing(f"{run.path}/result.json has no confusion matrix")
-        if not top:
-            return predicts([run.predicted])
-        total = sum(run.predicted)
-        best = sorted(enumerate(run.predicted), key=lambda c: -c[1])[: int(top)]
-        return ", ".join(f"{label} ({100 * n / total:.0f} %)" for label, n in best)
+        return predicts([run.predicted], int(top) if top else None)
 
     def agree(self, row, reading, seed, other, col="loss", set="", **kw):
         mine = self.metrics(row, reading, seed, col, set=set, **kw).set_index("epoch").value

@@ -70,15 +70,16 @@ def predicted(confusion: list | None) -> tuple[int, ...] | None:
     return tuple(int(sum(column)) for column in zip(*confusion, strict=True))
 
 
-def predicts(counts: list[tuple[int, ...]]) -> str:
+def predicts(counts: list[tuple[int, ...]], top: int | None = None) -> str:
     """The labels a row's runs predict, summed over the runs: those given at least 5 % of the
-    test images, most first with their share, or how many labels do where it is five or more."""
+    test images, most first with their share, or how many labels do where it is five or more;
+    with `top`, the `top` most given labels and their shares."""
     if not counts:
         return "-"
     total = [sum(c) for c in zip(*counts, strict=True)]
     share = sorted(((n / sum(total), label) for label, n in enumerate(total)), reverse=True)
-    kept = [(f, label) for f, label in share if f >= 0.05]
-    if len(kept) >= 5:
+    kept = share[:top] if top else [(f, label) for f, label in share if f >= 0.05]
+    if len(kept) >= 5 and not top:
         return f"{len(kept)} labels"
     return ", ".join(f"{label} ({100 * f:.0f} %)" for f, label in kept)
 
