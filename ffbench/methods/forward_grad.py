@@ -29,7 +29,7 @@ Ren et al.'s ingredients, each a setting off by default (ffbench/core/settings.p
   the ReLU's derivative it stays unbiased with less variance (Ren §3.6).
 - `layer_norm`, `linear_groups`: the network (ffbench/core/models.py). The perturbation sits after
   the norm, before the ReLU, as Ren places it; the step to the weights goes back through the norm
-  exactly (a local vjp), as theirs does.
+  exactly (the layer's own backward), as theirs does.
 - `head_lr`: the local heads' rate as a multiple of the body's.
 """
 
@@ -89,7 +89,7 @@ def activity_perturbed(model: MLP, x, y, gen: torch.Generator, heads=None,
     units = model.units()
     last = len(units) - 1
     n = len(x)
-    inputs, pre, h = _forward(units, x)
+    graphs, pre, h = _forward(units, x)
 
     def tail(i):
         """Per-sample loss (already divided by n) as a function of h_i = relu(a_i), for
@@ -116,7 +116,7 @@ def activity_perturbed(model: MLP, x, y, gen: torch.Generator, heads=None,
             slopes = _slopes(lambda ps, labels: F.cross_entropy(ps[0], labels, reduction="none")
                              / n, (pre[i],), (_spread(parts),), y)  # fmt: skip
         grad_a = _masked(_estimate(slopes, parts), pre[i], mask and i < last)
-        grads |= _local_step(names, unit, grad_a, inputs[i])
+        grads |= _local_step(names, unit, grad_a, graphs[i])
     return F.cross_entropy(h, y), grads
 
 
@@ -125,11 +125,10 @@ def _parts(u, size: int | None = None):
     return u.unflatten(1, (-1, size or u.shape[1]))
 
 
-def _spread(parts, k: int | None = None, at: int = 0):
-    """k tangents (k, n, w) from u's slices (n, G, q): tangent at + g is slice g of u alone (the
-    rest 0); k defaults to G."""
-    k = k or parts.shape[1]
-    eye = torch.eye(k, dtype=parts.dtype, device=parts.device)[:, at : at + parts.shape[1]]
+def _spread(parts):
+    """G tangents (G, n, w) from u's slices (n, G, q): tangent g is slice g of u alone (the rest
+    0)."""
+    eye = torch.eye(parts.shape[1], dtype=parts.dtype, device=parts.device)
     return (eye[:, None, :, None] * parts[None]).flatten(2)
 
 
@@ -168,13 +167,13 @@ def joint_activity_perturbed(model: MLP, x, y, gen: torch.Generator,
     slope along those slices' tangents alone, and the output layer the slope along its own. The
     hidden layers after the first are block-diagonal in the same G slices (`ForwardGrad.check`),
     so slice g of the last hidden layer's tangent comes from the slices g alone: one jvp carries
-    all of them to the output layer, where they are taken apart (as Ren et al.'s tiled loss
-    does).
+    all of them to the last hidden layer, and the output layer takes them apart (as Ren et al.'s
+    tiled loss does).
     """
     units = model.units()
     last = len(units) - 1
     n = len(x)
-    inputs, pre, out = _forward(units, x)
+    graphs, pre, out = _forward(units, x)
     us = [torch.randn(a.shape, generator=gen, device=x.device, dtype=x.dtype) for a in pre]
 
     def body(offsets):  # the last hidden layer's h from offsets to every hidden layer's a
@@ -183,50 +182,53 @@ def joint_activity_perturbed(model: MLP, x, y, gen: torch.Generator,
             a = unit(torch.relu(a)) + offset
         return torch.relu(a)
 
-    def head(primals, labels):
-        h, offset = primals
-        return F.cross_entropy(units[last](h) + offset, labels, reduction="none") / n
+    def head(h, offset):
+        return F.cross_entropy(units[last](h) + offset, y, reduction="none") / n
 
-    zeros = [torch.zeros_like(u) for u in us[:-1]]
-    h, h_dot = jvp(body, (zeros,), (us[:-1],))
-    sliced = _parts(h_dot, group_size)
-    groups = sliced.shape[1]
-    k = groups + 1 if group_size else 1  # G slices and the output layer's own, or one for all
-    tangents = (_spread(sliced, k), _spread(_parts(us[-1]), k, at=k - 1))
-    slopes = _slopes(head, (h, torch.zeros_like(us[-1])), tangents, y)  # (k, n)
+    h, h_dot = jvp(body, ([torch.zeros_like(u) for u in us[:-1]],), (us[:-1],))
+    # The slope along a tangent at the output layer is the per-sample loss's gradient there, in
+    # (h, offset), dotted with the tangent: one vjp of that layer alone gives it for every group
+    # (a linear map of the tangent; the jvp of the batch repeated per group cost far more).
+    _, pull = vjp(head, h, torch.zeros_like(us[-1]))
+    grad_h, grad_out = pull(torch.ones(n, dtype=x.dtype, device=x.device))
+    hidden = _parts(grad_h * h_dot, group_size).sum(-1).T  # (G, n)
+    own = (grad_out * us[-1]).sum(1, keepdim=True).T  # (1, n)
+    if not group_size:  # one slope for every layer
+        hidden = own = hidden + own
     grads, names = {}, _names(model)
-    for i, (unit, u, h_in) in enumerate(zip(units, us, inputs, strict=True)):
+    for i, (unit, u, a) in enumerate(zip(units, us, graphs, strict=True)):
         if i < last:
-            grad_a = _estimate(slopes[:groups], _parts(u, group_size))
+            grad_a = _estimate(hidden, _parts(u, group_size))
         else:
-            grad_a = _estimate(slopes[k - 1 :], _parts(u))
-        grads |= _local_step(names, unit, _masked(grad_a, pre[i], mask and i < last), h_in)
+            grad_a = _estimate(own, _parts(u))
+        grads |= _local_step(names, unit, _masked(grad_a, pre[i], mask and i < last), a)
     return F.cross_entropy(out, y), grads
 
 
 def _forward(units: list[torch.nn.Module], x):
-    """Each layer's input and pre-activation, and the output, without a graph."""
-    inputs, pre, h = [], [], x
-    with torch.no_grad():
+    """Each layer's pre-activation a = unit(h) with its graph to that layer's parameters alone
+    (the input detached; what `_local_step` goes back through), the same without it, and the
+    output."""
+    graphs, h = [], x
+    with torch.enable_grad():
         for i, unit in enumerate(units):
-            inputs.append(h)
-            pre.append(unit(h))
-            h = torch.relu(pre[-1]) if i < len(units) - 1 else pre[-1]
-    return inputs, pre, h
+            graphs.append(unit(h))
+            h = graphs[-1].detach()
+            h = torch.relu(h) if i < len(units) - 1 else h
+    return graphs, [a.detach() for a in graphs], h
 
 
 def _names(model: torch.nn.Module) -> dict[int, str]:
     return {id(p): k for k, p in model.named_parameters()}
 
 
-def _local_step(names: dict[int, str], unit: torch.nn.Module, grad_a, h) -> dict:
+def _local_step(names: dict[int, str], unit: torch.nn.Module, grad_a, a) -> dict:
     """A layer's parameter gradients, by name (`_names`), from an estimate of dL/da at its output
-    a = unit(h): the exact vjp of the layer alone, (dL/dz)^T h and its sum for a Linear, through
-    the norm first where it has one."""
-    params = {k: p.detach() for k, p in unit.named_parameters()}
-    _, pull = vjp(lambda p: functional_call(unit, p, (h,)), params)
-    (grads,) = pull(grad_a)
-    return {names[id(p)]: grads[k] for k, p in unit.named_parameters()}
+    a = unit(h), a with its graph (`_forward`): the exact backward of the layer alone,
+    (dL/dz)^T h and its sum for a Linear, through the norm first where it has one."""
+    params = list(unit.parameters())
+    grads = torch.autograd.grad(a, params, grad_a)
+    return {names[id(p)]: g for p, g in zip(params, grads, strict=True)}
 
 
 @torch.no_grad()
