@@ -325,3 +325,29 @@ def test_the_table_says_which_labels_a_row_predicts():
     assert predicts([predicted(matrix)]) == "1 (70 %), 0 (25 %), 7 (5 %)"
     assert predicts([tuple(range(1, 11))]) == "8 labels"  # labels 0 and 1 get under 5 %
     assert predicts([]) == "-" and predicted(None) is None
+
+
+def test_rens_rows_sit_beside_table_3_and_the_variance_law_is_read_from_its_csv(tmp_path):
+    """The section on Ren et al.'s network: each row's seeds as test error beside Table 3's
+    number, its samples seen from its config; the variance table is figures/variance.csv's
+    numbers; and the rows are not in the section beyond the notes too."""
+    fake_run(tmp_path / "text", "Ren_BP", 0, "finished", 0.9750, 600.0)
+    fake_run(tmp_path / "text", "Ren_BP", 1, "finished", 0.9770, 700.0)
+    fake_run(tmp_path / "text", "Ren_LG_FG_A", 0, "finished", 0.9700, 900.0)
+    fake_run(tmp_path / "text", "FF_best", 0, "finished", 0.985, 1500.0)
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "variance.csv").write_text(
+        "estimator,masked,q,q_plus_1,relative_error,cos_batch\n"
+        + "".join(f"{k},{m},{q},{q + 1},{q * (0.5 if m else 1) + 0.25},{1 / q}\n"
+                  for k in ("activity", "local") for m in (False, True) for q in (16, 8))
+    )  # fmt: skip
+    report = build(tmp_path)
+    text = dict(report.sections)["Forward gradients as Ren et al. make them"]
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in text.splitlines()
+            if line.startswith("| Ren_")}  # fmt: skip
+    assert rows["Ren_BP"][2:8] == ["2", "2.30, 2.50", "2.40 ± 0.14", "2.41", "12.0 M", "0.1"]
+    assert rows["Ren_LG_FG_A"][2:6] == ["1", "3.00", "3.00", "2.55"] and len(rows) == 2
+    assert "| 16 | 17 | 16.2 | 8.2 | 16.2 | 8.2 | 0.06 |" in text
+    assert "| 8 | 9 | 8.2 | 4.2 | 8.2 | 4.2 | 0.12 |" in text and "report/variance.png" in text
+    beyond = dict(report.sections)["Beyond the notes: FF at its best and forward gradients"]
+    assert "FF_best" in beyond and "Ren_" not in beyond

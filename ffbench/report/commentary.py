@@ -192,7 +192,7 @@ class Facts:
     def mean(self, row, reading, of="acc", **kw):
         values = pd.Series(self._values(row, reading, of, **kw))
         if len(values) < 2:
-            raise ValueError(f"the mean of {row} ({reading}) needs two finished runs")
+            raise Missing(f"the mean of {row} ({reading}) needs two finished runs")
         return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
 
     def seeds(self, row, reading, of="acc", **kw):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ffbench.core.data import FULL_TRAIN
 from ffbench.report import figures
 from ffbench.report.commentary import Facts, Missing, authors_runs, render, templates
 from ffbench.report.figures import plt
@@ -33,7 +34,7 @@ from ffbench.report.table import (
     predicts,
     side_by_side,
 )
-from ffbench.rows import PAPER_ROWS, readings, studies
+from ffbench.rows import PAPER_ROWS, get, readings, studies
 from ffbench.rows.paper import PAPER
 from ffbench.runner.store import read_json, write_atomic
 
@@ -53,6 +54,9 @@ QUOTED = [
     ("FG-A (activity perturbation), S/1/1", 3.24, "Ren et al., ICLR 2023, Table 3"),
     ("LG-FG-A (local losses, activity), M/1/16", 2.55, "Ren et al., ICLR 2023, Table 3"),
 ]
+# Ren et al., ICLR 2023, Table 3, MNIST, M/1/16 (429K parameters): test error % of the estimator
+# each of our rows on that network trains with (ffbench/rows/beyond.py).
+REN_TABLE3 = {"Ren_BP": 2.41, "Ren_FG_W": 8.56, "Ren_FG_A": 3.76, "Ren_LG_FG_A": 2.55}
 
 
 @dataclass
@@ -202,7 +206,7 @@ def seeds_figure(runs: pd.DataFrame) -> plt.Figure:
 def curves(report: Report, runs: pd.DataFrame) -> None:
     """Each notes' row's test accuracy over the epochs, every seed, both readings."""
     plain = notes_rows(runs)[0]
-    plain = plain[plain.device.str.startswith("cpu")]
+    plain = plain if plain.empty else plain[plain.device.str.startswith("cpu")]
     if plain.empty:
         report.left_out.append("learning curves (no CPU runs of the notes' rows)")
         return
@@ -285,7 +289,8 @@ def ablations(report: Report, runs: pd.DataFrame) -> None:
 
 def beyond(report: Report, runs: pd.DataFrame) -> None:
     """The rows beyond the notes (their registered settings) beside the published results."""
-    mine = runs[~runs.experiment.isin(PAPER_ROWS) & ~runs.experiment.str.startswith("depth_")]
+    mine = runs[~runs.experiment.isin(PAPER_ROWS) & ~runs.experiment.str.startswith("depth_")
+                & ~runs.experiment.isin(REN_TABLE3)]  # fmt: skip
     mine = mine[mine.overrides == ""]
     if mine.empty:
         report.left_out.append("beyond the notes (no runs of FF_best or the FG rows)")
@@ -296,6 +301,71 @@ def beyond(report: Report, runs: pd.DataFrame) -> None:
             "(quoted, not run here):\n\n"
             + markdown(["Result", "Test error %", "Source"], quoted))  # fmt: skip
     report.add("beyond", "Beyond the notes: FF at its best and forward gradients", text)
+
+
+def ren(report: Report, runs: pd.DataFrame, runs_dir: Path) -> None:
+    """Ren et al.'s network (issue 24): each estimator's row at its registered settings beside
+    their Table 3, with its budget in samples seen; and the variance law, as `ffbench figure
+    variance` measured it (figures/variance.csv)."""
+    text = ""
+    mine = runs[runs.experiment.isin(REN_TABLE3) & (runs.overrides == "")]
+    if mine.empty:
+        report.left_out.append("Ren et al.'s network (no runs of its rows at their settings)")
+    else:
+        lines = []
+        for name, quoted in REN_TABLE3.items():
+            g = mine[mine.experiment == name]
+            done = g[g.status == "finished"]
+            if g.empty:
+                continue
+            config = read_json(Path(g.path.iloc[0]) / "config.json")
+            seen = config["epochs"] * (
+                (config["train_subset"] or FULL_TRAIN) - config["validation"]
+            )
+            err = 100 - done.test_accuracy.to_numpy() * 100
+            mean = f"{err.mean():.2f}" if len(err) else "-"
+            lines.append([name, get(name).description.split(": ", 1)[1], str(len(g)),
+                          ", ".join(f"{e:.2f}" for e in np.sort(err)) or "-",
+                          mean + (f" ± {err.std(ddof=1):.2f}" if len(err) > 1 else ""),
+                          f"{quoted:.2f}", f"{seen / 1e6:.1f} M", f"{config['lr']:g}",
+                          f"{g.train_seconds.mean():.0f}"])  # fmt: skip
+        header = ["Row", "Estimator", "n", "Seeds, test error %", "Mean ± std",
+                  "Ren et al. (M/1/16) %", "Samples seen", "Rate", "Train s"]  # fmt: skip
+        text += ("Ren et al.'s M/1/16 network (`784 → 512 → 16 × (32 → 32) → 10`, LayerNorm, "
+                 "SGD with momentum, the rate decayed linearly to 0) trained by each estimator "
+                 "at its registered settings, beside their Table 3 (quoted, not run here):\n\n"
+                 + markdown(header, lines) + "\n")  # fmt: skip
+    path = runs_dir / "figures" / "variance.csv"
+    if not path.exists():
+        report.left_out.append("the variance law (no figures/variance.csv: `ffbench figure "
+                               "variance`)")  # fmt: skip
+    else:
+        table = pd.read_csv(path)
+        lines = []
+        for q, g in table.groupby("q", sort=False):
+            at = {(r.estimator, r.masked): r for r in g.itertuples()}
+            lines.append([str(q), str(q + 1)]
+                         + [f"{at[k].relative_error:.1f}" for k in VARIANCE_KINDS]
+                         + [f"{at[k].cos_batch:.2f}" for k in VARIANCE_KINDS])  # fmt: skip
+        kinds = ["activity", "masked", "local", "local, masked"]
+        header = (["q", "q + 1"] + [f"error: {k}" for k in kinds]
+                  + [f"|cos|: {k}" for k in kinds])  # fmt: skip
+        sizes = "-".join(map(str, figures.VARIANCE_SIZES))
+        text += (
+            f"The variance law (Ren et al. §3.4), measured by `ffbench figure variance` "
+            f"({path.relative_to(runs_dir)}): on {sizes} at initialisation, the first "
+            "layer's estimate with its units in groups of q, each group's slope of its own "
+            "loss; its relative error E‖ĝ − g‖² / ‖g‖² on one image (mean of the first "
+            "eight) and its |cos| with the gradient on a batch of 256:\n\n"
+            + markdown(header, lines)
+            + "\n"
+            + report.figure("variance", figures.variance_plot(table), "the variance law")
+        )
+    if text:
+        report.add("ren", "Forward gradients as Ren et al. make them", text)
+
+
+VARIANCE_KINDS = [("activity", False), ("activity", True), ("local", False), ("local", True)]
 
 
 def study_sections(report: Report, runs_dir: Path) -> None:
@@ -420,6 +490,7 @@ def build(runs_dir: Path) -> Report:
     traced(report, runs, Path(runs_dir))
     for section in (ablations, beyond):
         section(report, runs)
+    ren(report, runs, Path(runs_dir))
     study_sections(report, runs_dir)
     speed(report, runs)
     benchmarks(report, Path(runs_dir))

@@ -325,9 +325,19 @@ def variance_table(images: torch.Tensor, labels: torch.Tensor, draws: int = 50,
 
 
 def variance_figure(path: Path, images: torch.Tensor, labels: torch.Tensor) -> Path:
-    """`variance_table` as a figure, its numbers beside it as CSV (same name, .csv): relative
-    error against q with the line q + 1, and the batch's |cos| against q."""
+    """`variance_table` as a figure (`variance_plot`), its numbers beside it as CSV (same name,
+    .csv), which the report reads."""
     table = variance_table(images, labels)
+    path = save(variance_plot(table), path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.csv")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, path.with_suffix(".csv"))
+    return path
+
+
+def variance_plot(table: pd.DataFrame) -> plt.Figure:
+    """Relative error against q with the line q + 1, and the batch's |cos| against q, from a
+    `variance_table`."""
     fig, (err_ax, cos_ax) = plt.subplots(1, 2, figsize=(13, 5))
     styles = {("activity", False): ("tab:blue", "--o"), ("activity", True): ("tab:blue", "-o"),
               ("local", False): ("tab:green", "--s"),
@@ -337,19 +347,18 @@ def variance_figure(path: Path, images: torch.Tensor, labels: torch.Tensor) -> P
         label = f"{kind}{', ReLU-masked' if mask else ''}"
         err_ax.plot(t.q, t.relative_error, style, color=color, label=label)
         cos_ax.plot(t.q, t.cos_batch, style, color=color, label=label)
-    err_ax.plot(GROUP_SIZES, [q + 1 for q in GROUP_SIZES], ":", color="black", label="q + 1")
-    err_ax.set(xscale="log", yscale="log", xlabel="units per group q (the layer: 256)",
+    qs = sorted(set(table.q))
+    err_ax.plot(qs, [q + 1 for q in qs], ":", color="black", label="q + 1")
+    width = max(qs)
+    err_ax.set(xscale="log", yscale="log", xlabel=f"units per group q (the layer: {width})",
                ylabel="E||g^ - g||² / ||g||², one image",
                title="relative error of layer 1's estimate")  # fmt: skip
-    cos_ax.set(xscale="log", yscale="log", xlabel="units per group q (the layer: 256)",
+    cos_ax.set(xscale="log", yscale="log", xlabel=f"units per group q (the layer: {width})",
                ylabel="mean |cos(estimate, gradient)|",
                title="alignment on a batch of 256")  # fmt: skip
     for ax in (err_ax, cos_ax):
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    fig.suptitle("Forward gradients: the variance falls with the units per loss (784-256-10)")
-    path = save(fig, path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.csv")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path.with_suffix(".csv"))
-    return path
+    fig.suptitle("Forward gradients: the variance falls with the units per loss "
+                 f"({'-'.join(map(str, VARIANCE_SIZES))})")  # fmt: skip
+    return fig
