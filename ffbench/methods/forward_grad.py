@@ -23,8 +23,9 @@ Ren et al.'s ingredients, each a setting off by default (ffbench/core/settings.p
   the layer's (Ren §3.4: relative variance about q + 1). For a local loss this is Ren's loss per
   group, the head's cross-entropy with the other groups' features held fixed
   (spatial_avg_linear_v2.py); in `joint`, group g spans every hidden layer, as their one jvp per
-  block gives each group its slope (train_mixer_supervised.py, forward_grad_activations). The
-  groups' slopes come from one jvp of the batch repeated once per group (`_slopes`).
+  block gives each group its slope (train_mixer_supervised.py, forward_grad_activations). Per
+  layer, the groups' slopes come from one jvp of the batch repeated once per group (`_slopes`);
+  in `joint`, from one jvp of the body and the output layer's gradient.
 - `relu_mask`: an estimate of dL/da where the ReLU is off is pure noise, its true value 0; times
   the ReLU's derivative it stays unbiased with less variance (Ren §3.6).
 - `layer_norm`, `linear_groups`: the network (ffbench/core/models.py). The perturbation sits after
