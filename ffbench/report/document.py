@@ -315,9 +315,9 @@ def ren(report: Report, runs: pd.DataFrame, runs_dir: Path) -> None:
         lines = []
         for name, quoted in REN_TABLE3.items():
             g = mine[mine.experiment == name]
-            done = g[g.status == "finished"]
             if g.empty:
                 continue
+            done = g[g.status == "finished"]
             config = read_json(Path(g.path.iloc[0]) / "config.json")
             seen = config["epochs"] * (
                 (config["train_subset"] or FULL_TRAIN) - config["validation"]
@@ -347,9 +347,8 @@ def ren(report: Report, runs: pd.DataFrame, runs_dir: Path) -> None:
             lines.append([str(q), str(q + 1)]
                          + [f"{at[k].relative_error:.1f}" for k in VARIANCE_KINDS]
                          + [f"{at[k].cos_batch:.2f}" for k in VARIANCE_KINDS])  # fmt: skip
-        kinds = ["activity", "masked", "local", "local, masked"]
-        header = (["q", "q + 1"] + [f"error: {k}" for k in kinds]
-                  + [f"|cos|: {k}" for k in kinds])  # fmt: skip
+        header = (["q", "q + 1"] + [f"error: {k}" for k in VARIANCE_KINDS.values()]
+                  + [f"|cos|: {k}" for k in VARIANCE_KINDS.values()])  # fmt: skip
         sizes = "-".join(map(str, figures.VARIANCE_SIZES))
         text += (
             f"The variance law (Ren et al. §3.4), measured by `ffbench figure variance` "
@@ -365,7 +364,9 @@ def ren(report: Report, runs: pd.DataFrame, runs_dir: Path) -> None:
         report.add("ren", "Forward gradients as Ren et al. make them", text)
 
 
-VARIANCE_KINDS = [("activity", False), ("activity", True), ("local", False), ("local", True)]
+# The variance table's estimators (estimator, ReLU-masked) and their columns' names.
+VARIANCE_KINDS = {("activity", False): "activity", ("activity", True): "masked",
+                  ("local", False): "local", ("local", True): "local, masked"}  # fmt: skip
 
 
 def study_sections(report: Report, runs_dir: Path) -> None:
