@@ -172,7 +172,7 @@ def test_every_choosing_study_holds_out_validation_images_and_hides_the_test_set
         "fg_rates_40",
         "ff_best_recipe",
         "ren_rates",
-        "ren_rates_fgw",
+        "ren_rates_fg",
     }
     for study in choosing:
         for point in study.settings():
