@@ -128,9 +128,9 @@ register(Study(
 register(Study(
     "ren_rates",
     "the rates of Ren et al.'s M/1/16 rows backprop and LG-FG-A on validation, their 200 "
-    "epochs: 3e-3 .. 1e-1",
+    "epochs: 1e-3 .. 1e-1",
     ("Ren_BP", "Ren_LG_FG_A"),
-    tuple((("validation", 10000), ("lr", lr)) for lr in (3e-3, 1e-2, 3e-2, 1e-1)),
+    tuple((("validation", 10000), ("lr", lr)) for lr in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)),
     column="validation_error",
 ))  # fmt: skip
 register(Study(
