@@ -116,6 +116,27 @@ def test_forward_gradient_is_unbiased(estimator):
     assert torch.nn.functional.cosine_similarity(one, g, dim=0).item() < cosine
 
 
+def test_local_group_slopes_are_the_exact_directional_derivatives_of_the_heads_loss():
+    """With a head and 2 groups, group g of the hidden layer's estimate is (dL_head/da . u_g) u_g
+    with u_g the draw on its own units only (through the ReLU), to the last digit: what one jvp
+    per group of the head's loss gives, here made by autograd from scratch."""
+    torch.manual_seed(3)
+    model = MLP((6, 4, 3)).double()
+    head = torch.nn.Linear(4, 3).double()
+    x, y = torch.randn(8, 6, dtype=torch.float64), torch.randint(0, 3, (8,))
+    gen = torch.Generator().manual_seed(4)
+    state = gen.get_state()
+    _, est = activity_perturbed(model, x, y, gen, torch.nn.ModuleList([head]), group_size=2)
+    gen.set_state(state)
+    a = model.net[0](x).detach().requires_grad_()
+    F.cross_entropy(head(torch.relu(a)), y, reduction="sum").div(len(x)).backward()
+    u = torch.randn(a.shape, generator=gen, dtype=a.dtype)
+    grad_a = torch.cat([(a.grad[:, g] * u[:, g]).sum(1, keepdim=True) * u[:, g]
+                        for g in (slice(0, 2), slice(2, 4))], 1)  # fmt: skip
+    torch.testing.assert_close(est["net.0.weight"], grad_a.T @ x, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(est["net.0.bias"], grad_a.sum(0), rtol=1e-12, atol=1e-12)
+
+
 def test_local_perturbation_estimates_the_gradient_of_the_local_loss():
     model, x, y, _ = small_problem()
     heads = torch.nn.ModuleList([torch.nn.Linear(5, 3).double()])

@@ -23,9 +23,11 @@ Ren et al.'s ingredients, each a setting off by default (ffbench/core/settings.p
   the layer's (Ren §3.4: relative variance about q + 1). For a local loss this is Ren's loss per
   group, the head's cross-entropy with the other groups' features held fixed
   (spatial_avg_linear_v2.py); in `joint`, group g spans every hidden layer, as their one jvp per
-  block gives each group its slope (train_mixer_supervised.py, forward_grad_activations). Per
-  layer, the groups' slopes come from one jvp of the batch repeated once per group (`_slopes`);
-  in `joint`, from one jvp of the body and the output layer's gradient.
+  block gives each group its slope (train_mixer_supervised.py, forward_grad_activations). Where
+  a layer's loss crosses later layers, the groups' slopes come from one jvp of the batch repeated
+  once per group (`_slopes`); where it is local to one linear map (a head, the output layer), from
+  that map's gradient dotted with each group's tangent (`_local_slopes`); in `joint`, from one
+  jvp of the body and the output layer's gradient.
 - `relu_mask`: an estimate of dL/da where the ReLU is off is pure noise, its true value 0; times
   the ReLU's derivative it stays unbiased with less variance (Ren §3.6).
 - `layer_norm`, `linear_groups`: the network (ffbench/core/models.py). The perturbation sits after
@@ -111,11 +113,14 @@ def activity_perturbed(model: MLP, x, y, gen: torch.Generator, heads=None,
         u = torch.randn(pre[i].shape, generator=gen, device=x.device, dtype=x.dtype)
         if i < last:  # u through the ReLU (elementwise: its jvp), then slices at the next layer
             parts, active = _parts(u, group_size), _parts(pre[i] > 0, group_size)
-            slopes = _slopes(tail(i), (torch.relu(pre[i]),), (_spread(parts * active),), y)
+            if heads is None:  # the loss crosses the later layers: one jvp
+                slopes = _slopes(tail(i), (torch.relu(pre[i]),), (_spread(parts * active),), y)
+            else:
+                slopes = _local_slopes(tail(i), torch.relu(pre[i]), parts * active, y)
         else:  # the output layer: its loss is a function of a itself
             parts = _parts(u)
-            slopes = _slopes(lambda ps, labels: F.cross_entropy(ps[0], labels, reduction="none")
-                             / n, (pre[i],), (_spread(parts),), y)  # fmt: skip
+            slopes = _local_slopes(lambda ps, labels: F.cross_entropy(ps[0], labels,
+                                   reduction="none") / n, pre[i], parts, y)  # fmt: skip
         grad_a = _masked(_estimate(slopes, parts), pre[i], mask and i < last)
         grads |= _local_step(names, unit, grad_a, graphs[i])
     return F.cross_entropy(h, y), grads
@@ -148,6 +153,16 @@ def _slopes(f, primals, tangents, y):
     _, slope = jvp(lambda *ps: f(ps, spread(y)), tuple(spread(p) for p in primals),
                    tuple(t.flatten(0, 1) for t in tangents))  # fmt: skip
     return slope.view(k, -1)
+
+
+def _local_slopes(f, primal, parts, y):
+    """`_slopes` where f is local to one linear map (a head, the output layer's own loss): the
+    slope along a tangent is a linear map of it, the per-sample gradient of f at `primal` (one
+    vjp of that map alone) dotted with it, so one pass gives the slope along every slice of the
+    tangent (n, G, q); returns (G, n)."""
+    _, pull = vjp(lambda p: f((p,), y), primal)
+    (grad,) = pull(torch.ones(len(primal), dtype=primal.dtype, device=primal.device))
+    return (_parts(grad, parts.shape[2]) * parts).sum(-1).T
 
 
 def _masked(grad_a, a, mask: bool):
