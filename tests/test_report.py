@@ -26,6 +26,7 @@ from ffbench.report.document import (
     write,
 )
 from ffbench.report.table import load_runs
+from ffbench.rows import overrides_of
 
 REFERENCE = Path(__file__).parents[1] / "runs" / "reference"
 runner = CliRunner()
@@ -216,6 +217,17 @@ def test_the_placeholders_read_the_run_files(facts):
     assert render(f"{{{{at FFA0 code seed=0 col=margin_max epoch=266 {flush}}}}}", facts) == (
         f"{margin:.2f}"
     )
+    errors = {}
+    for row in ("FG_local", "Ren_BP"):  # its CPU runs at its settings as registered now
+        paths = [p.parent for p in REFERENCE.glob(f"text/{row}/seed-*-cpu-*/result.json")]
+        errors[row] = [100 * (1 - result(p)["test_accuracy"]) for p in paths
+                       if not overrides_of(json.loads((p / "config.json").read_text()),
+                                           result(p)["overrides"])]  # fmt: skip
+    assert [len(e) for e in errors.values()] == [3, 3]
+    gap = sum(errors["FG_local"]) / 3 - sum(errors["Ren_BP"]) / 3
+    assert render("{{gap FG_local Ren_BP text}}", facts) == f"{gap:.2f}"
+    with pytest.raises(Missing, match="needs two runs of each"):
+        render("{{gap FG_local DNN_base text}}", facts)
     assert render("{{notes adj_FFA0_1}} {{q 1.448 figure}}", facts) == "*49.80* *1.448*"
     with pytest.raises(ValueError, match="unknown source"):
         render("{{q 1.4 a-blog}}", facts)

@@ -10,6 +10,8 @@ Runs are chosen by row, reading, seed, device (default cpu) and `set` (the run's
   mean, seeds, ids  over a row's finished runs: mean ± std (of=err for the error), each seed's
                     value; ids: the seeds of all its runs
   delta             a run's accuracy against the same seed without `set`, in points, signed
+  gap               one row's mean test error minus another's, in points (`gap ROW OTHER
+                    READING`)
   at, last, best, low, best_epoch
                     metrics.csv of one run: `col` at `epoch`, at the last epoch, its largest,
                     its smallest, and the epoch of its largest
@@ -130,7 +132,7 @@ def listing(items: list[str]) -> str:
 
 
 PLACEHOLDERS = (
-    "acc err mean seeds ids delta at last best low best_epoch "
+    "acc err mean seeds gap ids delta at last best low best_epoch "
     "diverged predicts agree authors authors_at time times layout machines setting env cell "
     "choice bench notes q const run"
 )
@@ -197,6 +199,13 @@ class Facts:
 
     def seeds(self, row, reading, of="acc", **kw):
         return listing([f"{v:.2f}" for v in self._values(row, reading, of, **kw)])
+
+    def gap(self, row, other, reading, dp="2", **kw):
+        """`row`'s mean test error minus `other`'s (both at their own settings), in points."""
+        means = [pd.Series(self._values(r, reading, "err", **kw)) for r in (row, other)]
+        if min(len(m) for m in means) < 2:
+            raise Missing(f"the gap of {row} to {other} ({reading}) needs two runs of each")
+        return number(means[0].mean() - means[1].mean(), int(dp))
 
     def ids(self, row, reading, **kw):
         return listing([str(s) for s in self.select(row, reading, **kw).seed])
