@@ -1,6 +1,7 @@
 """Studies (ffbench/studies.py): the depth study's matrix, table and figure; the per-layer
 cosine diagnostic (ffbench/forward_grad.py)."""
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -232,3 +233,21 @@ def test_the_registered_rates_and_recipe_are_what_validation_chose_in_the_refere
     assert {row: p["lr"] for row, p in ren.items()} == {row: REGISTRY[row].lr for row in ren}
     for row in {"Ren_BP", "Ren_FG_W", "Ren_FG_A", "Ren_LG_FG_A"} - set(ren):  # study not run
         assert REGISTRY[row].lr == 0.1, row
+
+
+def test_the_local_depth_study_keeps_q_and_the_recipe_fixed_as_the_net_deepens():
+    """depth_local's two rows differ only in the method and its estimator's settings; their rates
+    are the Ren rows' validation choices, and every depth's network is one the method accepts,
+    with 32 units per loss."""
+    from ffbench import methods
+
+    bp, lg = REGISTRY["depth_LN_backprop"], REGISTRY["depth_LG_FG_local"]
+    assert (bp.lr, lg.lr) == (REGISTRY["Ren_BP"].lr, REGISTRY["Ren_LG_FG_A"].lr)
+    same = {"optimizer", "momentum", "weight_decay", "epochs", "cooldown", "layer_norm",
+            "batch_start", "batch_final", "validation", "sizes"}  # fmt: skip
+    assert all(getattr(bp, k) == getattr(lg, k) for k in same)
+    assert (lg.group_size, lg.relu_mask, bp.layer_norm) == (32, True, True)
+    for point in get("depth_local").settings():
+        for row in (bp, lg):
+            exp = dataclasses.replace(row, **point)
+            assert methods.get(exp.method).check(exp) is None, (row.name, point)

@@ -103,3 +103,20 @@ REN_ROWS = {
 for name, (method, extra, what) in REN_ROWS.items():
     register(Experiment(name=name, method=method, description=f"Ren et al.'s M/1/16: {what}",
                         **REN_NETWORK | extra))  # fmt: skip
+
+# The depth study again, with Ren et al.'s ingredients (the study depth_local): the depth study's
+# MLPs (784-256xL-10, LayerNorm after each hidden layer's linear map) at Ren_BP's recipe and a
+# budget of 50 epochs (2.5 M samples seen, against the depth rows' 20 epochs at Adam's constant
+# rate). LG-FG: each hidden layer its own loss (fg_local), split into groups of 32 units, masked
+# by the ReLU, so every loss perturbs q = 32 units whatever the depth; against backprop on the
+# same network. Their rates are the Ren rows' choices on validation (LG-FG-A's and backprop's).
+DEPTH_LOCAL = REN_NETWORK | dict(epochs=50, sizes=(784, 256, 10), linear_groups=1,
+                                 validation=10000)  # fmt: skip
+for name, method, extra, what in (
+    ("depth_LN_backprop", "backprop", {"lr": REGISTRY["Ren_BP"].lr}, "backprop"),
+    ("depth_LG_FG_local", "fg_local",
+     {"lr": REGISTRY["Ren_LG_FG_A"].lr, "group_size": 32, "relu_mask": True},
+     "local losses in groups of 32 units"),
+):  # fmt: skip
+    what = f"depth study with Ren et al.'s recipe: {what}, LayerNorm, SGD, 50 epochs"
+    register(Experiment(name=name, method=method, description=what, **DEPTH_LOCAL | extra))

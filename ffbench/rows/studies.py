@@ -81,6 +81,14 @@ register(Study(
     tuple((("sizes", mlp(depth)),) for depth in (1, 2, 4, 8)) + ((("sizes", mlp(4, 1024)),),),
 ))  # fmt: skip
 register(Study(
+    "depth_local",
+    "the depth study again with Ren et al.'s ingredients: backprop and local losses in groups "
+    "of 32 units (LG-FG), LayerNorm, momentum SGD, 50 epochs, at L = 1, 2, 4, 8 hidden layers "
+    "of 256",
+    ("depth_LN_backprop", "depth_LG_FG_local"),
+    tuple((("sizes", mlp(depth)),) for depth in (1, 2, 4, 8)),
+))  # fmt: skip
+register(Study(
     "depth_rates",
     "the depth study's rates, chosen on validation accuracy: each row at L = 4 with Adam "
     "rates 1e-4 .. 3e-3 (and 1e-5, 3e-5 for weight perturbation's long steps)",
