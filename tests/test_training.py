@@ -1,11 +1,14 @@
 import copy
 import dataclasses
 import math
+import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+import ffbench
 from ffbench import methods
 from ffbench.core.losses import Loss, code_loss_terms
 from ffbench.core.models import chunk_size
@@ -307,13 +310,13 @@ def test_an_epoch_of_steps_never_waits_for_the_device(synthetic, monkeypatch, na
     """The loop's promise is one wait per epoch (in `train`): no step of any method reads a
     tensor back to the host. Every host read from ffbench's code during an epoch is counted
     (torch's own CPU optimizers read their step counters; on a GPU ASGD is `capturable`)."""
-    reads = []
+    reads, package = [], str(Path(ffbench.__file__).parent) + os.sep  # not a checkout's venv
 
     def counting(method):
         original = getattr(torch.Tensor, method)
 
         def wrapper(self, *args, **kwargs):
-            if "/ffbench/" in sys._getframe(1).f_code.co_filename:
+            if sys._getframe(1).f_code.co_filename.startswith(package):
                 reads.append(f"{method} in {sys._getframe(1).f_code.co_name}")
             return original(self, *args, **kwargs)
 
