@@ -118,5 +118,8 @@ for name, method, extra, what in (
      {"lr": REGISTRY["Ren_LG_FG_A"].lr, "group_size": 32, "relu_mask": True},
      "local losses in groups of 32 units"),
 ):  # fmt: skip
-    what = f"depth study with Ren et al.'s recipe: {what}, LayerNorm, SGD, 50 epochs"
+    what = (
+        f"depth study with Ren et al.'s recipe: {what}, LayerNorm, SGD, "
+        f"{DEPTH_LOCAL['epochs']} epochs"
+    )
     register(Experiment(name=name, method=method, description=what, **DEPTH_LOCAL | extra))
