@@ -133,7 +133,7 @@ register(Study(
 # The rates of Ren et al.'s network's rows (ffbench/rows/beyond.py), on validation at their full
 # budget. Forward gradients' steps are long (their norm grows with the perturbed dimension, Ren
 # et al. section 3.4): FG-A diverges at 1e-2 and above, so ren_rates_fg goes lower for it and FG-W,
-# down to 3e-5 (FG-W's steps are the longest: it perturbs every weight).
+# down to 1e-5 (FG-W's steps are the longest: it perturbs every weight).
 register(Study(
     "ren_rates",
     "the rates of Ren et al.'s M/1/16 rows backprop and LG-FG-A on validation, their 200 "
@@ -145,8 +145,9 @@ register(Study(
 register(Study(
     "ren_rates_fg",
     "the rates of Ren et al.'s M/1/16 rows FG-W and FG-A on validation, their 200 epochs: "
-    "3e-5 .. 1e-1",
+    "1e-5 .. 1e-1",
     ("Ren_FG_W", "Ren_FG_A"),
-    tuple((("validation", 10000), ("lr", lr)) for lr in (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)),
+    tuple((("validation", 10000), ("lr", lr))
+          for lr in (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)),
     column="validation_error",
 ))  # fmt: skip
