@@ -85,8 +85,7 @@ for method, lr in DEPTH_RATES.items():
 # layers in one jvp (fg_joint), masked by the ReLU; LG-FG-A's local loss is the block's, split
 # into its 16 groups (q = 64 perturbed units per loss, against 1024 for FG-A). With one block the
 # block's head is the network's output layer. The rates: each row's choice on validation in the
-# study ren_rates (backprop, LG-FG-A) or ren_rates_fg (FG-W, FG-A); a row whose study has not run
-# keeps their code's default --lr (0.1).
+# study ren_rates (backprop, LG-FG-A) or ren_rates_fg (FG-W, FG-A).
 REN_NETWORK = dict(
     loss=Loss.cross_entropy, optimizer=Optimizer.sgd, lr=0.1, momentum=0.9, weight_decay=1e-4,
     epochs=200, batch_start=100, batch_final=100, lr_scaling=LrScaling.none, cooldown=1.0,
@@ -94,7 +93,7 @@ REN_NETWORK = dict(
 )  # fmt: skip
 REN_ROWS = {
     "Ren_BP": ("backprop", {}, "backprop"),
-    "Ren_FG_W": ("fg_weight", {}, "forward gradient, weight perturbation (FG-W)"),
+    "Ren_FG_W": ("fg_weight", {"lr": 3e-5}, "forward gradient, weight perturbation (FG-W)"),
     "Ren_FG_A": ("fg_joint", {"relu_mask": True, "lr": 3e-4},
                  "forward gradient, activity perturbation (FG-A)"),
     "Ren_LG_FG_A": ("fg_joint", {"relu_mask": True, "group_size": 32, "lr": 3e-3},
