@@ -18,7 +18,7 @@ from ffbench.methods.forward_grad import Perturbation, activity_perturbed, layer
 from ffbench.report.figures import depth_figure
 from ffbench.report.studies import choice, study_runs, study_table
 from ffbench.rows import REGISTRY
-from ffbench.rows.beyond import DEPTH_RATES
+from ffbench.rows.beyond import DEPTH_RATES, REN_ROWS
 from ffbench.rows.studies import DEPTH_ROWS, FF_BEST_BUDGET, get, mlp, point_label
 from ffbench.runner.store import read_json, write_json
 
@@ -229,9 +229,7 @@ def test_the_registered_rates_and_recipe_are_what_validation_chose_in_the_refere
     assert {REGISTRY[row].method: p["lr"] for row, p in depth.items()} == DEPTH_RATES
     assert choice(get("ff_best_recipe"), ref) == {"FF_best": dict(FF_BEST_BUDGET)}
     ren = choice(get("ren_rates"), ref) | choice(get("ren_rates_fg"), ref)
-    assert {row: p["lr"] for row, p in ren.items()} == {
-        row: REGISTRY[row].lr for row in ("Ren_BP", "Ren_FG_W", "Ren_FG_A", "Ren_LG_FG_A")
-    }
+    assert {row: p["lr"] for row, p in ren.items()} == {row: REGISTRY[row].lr for row in REN_ROWS}
 
 
 def test_the_local_depth_study_keeps_q_and_the_recipe_fixed_as_the_net_deepens():
